@@ -49,9 +49,7 @@ class MoEConfig(_Strict):
                 f"lower moe.top_k or raise moe.num_experts"
             )
         if self.num_experts % self.ep_size:
-            raise ValueError(
-                f"num_experts ({self.num_experts}) must be divisible by ep_size ({self.ep_size})"
-            )
+            raise ValueError(f"num_experts ({self.num_experts}) must be divisible by ep_size ({self.ep_size})")
         return self
 
 
@@ -89,9 +87,7 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
-            )
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError(f"head dim d_model/n_heads = {self.d_model // self.n_heads} must be even for RoPE")
         bad = sorted(set(self.pattern) - set(BLOCK_TYPES))
@@ -99,9 +95,7 @@ class ModelConfig(_Strict):
             allowed = ", ".join(f"{k} ({v})" for k, v in BLOCK_TYPES.items())
             raise ValueError(f"pattern {self.pattern!r} has unknown block letters {bad}; allowed: {allowed}")
         if self.n_layers % len(self.pattern):
-            raise ValueError(
-                f"n_layers ({self.n_layers}) must be a multiple of len(pattern) ({len(self.pattern)})"
-            )
+            raise ValueError(f"n_layers ({self.n_layers}) must be a multiple of len(pattern) ({len(self.pattern)})")
         if "A" in self.pattern and self.moe.num_experts < 2:
             raise ValueError("pattern uses MoE blocks 'A' but moe.num_experts < 2; use 'D' for a dense FFN")
         return self

@@ -27,9 +27,7 @@ def read_split(shards_uri: str, manifest: dict, split: str):
     ctx = ray.data.DataContext.get_current()
     saved, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
-        return ray.data.read_parquet(
-            paths, filesystem=fs, columns=["tokens"], ray_remote_args={"num_cpus": 0.25}
-        )
+        return ray.data.read_parquet(paths, filesystem=fs, columns=["tokens"], ray_remote_args={"num_cpus": 0.25})
     finally:
         ctx.use_datasource_v2 = saved
 

@@ -49,9 +49,7 @@ class Rotary(nn.Module):
     def forward(self, x_BHLD: torch.Tensor, offset: int = 0) -> torch.Tensor:
         L = x_BHLD.shape[-2]
         if offset + L > self.cos_LH.shape[0]:
-            raise ValueError(
-                f"sequence of {offset + L} positions exceeds model.max_seq_len={self.cos_LH.shape[0]}"
-            )
+            raise ValueError(f"sequence of {offset + L} positions exceeds model.max_seq_len={self.cos_LH.shape[0]}")
         cos = self.cos_LH[offset : offset + L].to(x_BHLD.dtype)
         sin = self.sin_LH[offset : offset + L].to(x_BHLD.dtype)
         x1, x2 = x_BHLD[..., 0::2], x_BHLD[..., 1::2]

@@ -156,8 +156,15 @@ def train_loop_per_worker(config: dict) -> None:
             step += 1
             final = step >= tcfg.max_steps
             if step % tcfg.log_every == 0 or final:
-                metrics = {"step": step, "loss": last_loss, "aux_loss": out.aux_loss.item(),
-                           "lr": sched.get_last_lr()[0], **meter.summary(), **static, **initial}
+                metrics = {
+                    "step": step,
+                    "loss": last_loss,
+                    "aux_loss": out.aux_loss.item(),
+                    "lr": sched.get_last_lr()[0],
+                    **meter.summary(),
+                    **static,
+                    **initial,
+                }
                 metrics.update(router_metrics(raw_model))
                 if final:
                     metrics.update(evaluate(model, val_iter, objective, exp, device))
