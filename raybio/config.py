@@ -155,8 +155,15 @@ class TrainConfig(_Strict):
     grad_clip: float = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     log_every: int = Field(10, ge=1)
+    eval_every: int = Field(100, ge=0, description="validate every N steps (a multiple of log_every; 0 = at the end)")
     eval_batches: int = Field(8, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.eval_every % self.log_every:
+            raise ValueError(f"eval_every ({self.eval_every}) must be a multiple of log_every ({self.log_every})")
+        return self
 
 
 class ExperimentConfig(_Strict):

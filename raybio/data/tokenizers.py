@@ -75,7 +75,7 @@ class KmerTokenizer:
         value = np.zeros(n, dtype=np.int64)
         for j in range(k):
             value = value * 4 + np.minimum(padded[j : j + n], 3)
-        ids = np.where(kmer_start, self._kmer0 + value, self._single0 + np.minimum(codes, 3))
+        ids = np.where(kmer_start, self._kmer0 + value, self._single0 + np.minimum(codes, 3).astype(np.int64))
         ids = np.where(is_n, self.n_id, ids)
         emit = kmer_start | single | is_n
         return ids[emit].astype(np.uint16)

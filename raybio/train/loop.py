@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import tempfile
@@ -102,8 +103,17 @@ def evaluate(model, val_iter, objective: Objective, exp: ExperimentConfig, devic
     return out
 
 
+def _quiet_report_log() -> None:
+    # Ray Train logs every report's full metrics dict at INFO from each worker; our own
+    # reports are already in Tune's table and TensorBoard.
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Entry point of each Ray Train worker. `config` = {"experiment": dict, "manifest": dict}."""
+    _quiet_report_log()
     exp = ExperimentConfig.model_validate(config["experiment"])
     manifest = config["manifest"]
     tcfg = exp.train
@@ -133,7 +143,8 @@ def train_loop_per_worker(config: dict) -> None:
         "unigram_entropy_nats": manifest["unigram_entropy_nats"],
         "world_size": ctx.get_world_size(),
     }
-    initial = {f"init_{k}": v for k, v in evaluate(model, val_iter, objective, exp, device).items()}
+    latest_val = {**evaluate(model, val_iter, objective, exp, device), "val_step": 0}
+    initial = {f"init_{k}": v for k, v in latest_val.items() if k != "val_step"}
 
     meter = StepMeter(device, flops.train)
     step, t_ready = 0, time.perf_counter()
@@ -166,8 +177,12 @@ def train_loop_per_worker(config: dict) -> None:
                     **initial,
                 }
                 metrics.update(router_metrics(raw_model))
+                if final or (tcfg.eval_every and step % tcfg.eval_every == 0):
+                    latest_val = {**evaluate(model, val_iter, objective, exp, device), "val_step": step}
+                # Every report carries the latest evaluation (val_step says when it was taken),
+                # so searchers and schedulers always find their metric.
+                metrics.update(latest_val)
                 if final:
-                    metrics.update(evaluate(model, val_iter, objective, exp, device))
                     _report_with_checkpoint(metrics, raw_model, exp, manifest, rank)
                 else:
                     ray.train.report(metrics)

@@ -1,0 +1,37 @@
+# raybio: `make demo` runs the expert-count study on the bundled genome; `make test` runs the tests.
+# Both create .venv and install what they need. torch is installed first with a pinned spec:
+# an open range would pull a multi-GB CUDA build (override: make test TORCH_SPEC=torch==2.9.1).
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test test-all lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev,deepspeed]" "$(TORCH_SPEC)"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+demo: $(STAMP)
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python sweeps/expert_count.py
+
+test: $(STAMP)
+	$(BIN)/ruff check raybio sweeps tests benchmarks
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check raybio sweeps tests benchmarks
+	$(BIN)/ruff format --check raybio sweeps tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

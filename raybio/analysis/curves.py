@@ -1,0 +1,85 @@
+"""Sweep-level efficiency curves (final metrics vs the swept variable) and the printed summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from torch.utils.tensorboard import SummaryWriter
+
+# (column, TensorBoard name, scale) of the sweep-level curves.
+CURVES = [
+    ("val_loss", "final_val_loss", 1.0),
+    ("tokens_per_s", "tokens_per_s", 1.0),
+    ("peak_memory_bytes", "peak_memory_gib", 1 / 2**30),
+    ("train_flops_cum", "train_gflops", 1e-9),
+    ("params_total", "params_total", 1.0),
+    ("params_active", "params_active", 1.0),
+]
+
+
+def write_sweep_curves(df: pd.DataFrame, axes: list[str], logdir: str | Path) -> list[str]:
+    """`sweep/<metric>_vs_<axis>` scalars, with the axis value as the x-axis (numeric axes only)."""
+    ok = df[df["status"] == "OK"]
+    tags = []
+    with SummaryWriter(str(Path(logdir) / "sweep")) as writer:
+        for axis in axes:
+            if axis not in ok or not pd.api.types.is_numeric_dtype(ok[axis]):
+                continue
+            for _, row in ok.sort_values(axis).iterrows():
+                for col, name, scale in CURVES:
+                    if pd.notna(row.get(col)):
+                        tag = f"sweep/{name}_vs_{axis}"
+                        writer.add_scalar(tag, float(row[col]) * scale, int(row[axis]))
+                        tags.append(tag)
+    return sorted(set(tags))
+
+
+def print_summary(df: pd.DataFrame, axes: list[str], console: Console | None = None) -> None:
+    """A readable table of the trials, with the loss references that make it meaningful."""
+    console = console or Console(width=160)
+    table = Table(title="raybio sweep summary", show_lines=False)
+    cols = [
+        *axes,
+        "status",
+        "val_loss",
+        "val_loss_mask_only",
+        "init_val_loss",
+        "tokens_per_s",
+        "peak_memory_bytes",
+        "params_total",
+        "params_active",
+        "flops_per_token_train",
+    ]
+    for c in cols:
+        table.add_column(c.replace("_bytes", " MiB"), justify="right")
+    for _, row in df.sort_values(axes).iterrows():
+        table.add_row(*[_fmt(c, row.get(c)) for c in cols])
+    console.print(table)
+    ok = df[df["status"] == "OK"]
+    if len(ok):
+        console.print(
+            f"references: 3-mer unigram entropy of the training corpus = "
+            f"{ok['unigram_entropy_nats'].iloc[0]:.4f} nats; untrained model val loss = "
+            f"{ok['init_val_loss'].min():.4f}-{ok['init_val_loss'].max():.4f} nats"
+        )
+        beat = ok[(ok["val_loss"] < ok["init_val_loss"]) & (ok["val_loss"] < ok["unigram_entropy_nats"])]
+        console.print(f"{len(beat)}/{len(ok)} trials end below both references")
+    for _, row in df[df["status"] != "OK"].iterrows():
+        console.print(f"[red]trial {row['trial_id']} failed:[/red] {row['error']}")
+
+
+def _fmt(col: str, val) -> str:
+    if val is None or (isinstance(val, float) and pd.isna(val)):
+        return "-"
+    if col == "peak_memory_bytes":
+        return f"{val / 2**20:.0f}"
+    if col.startswith("params") or col == "flops_per_token_train":
+        return f"{val / 1e6:.2f}M"
+    if col == "tokens_per_s":
+        return f"{val:,.0f}"
+    if isinstance(val, float):
+        return f"{val:.4f}"
+    return str(val)

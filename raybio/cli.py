@@ -1,0 +1,83 @@
+"""The `raybio` command: prepare a corpus, train one model, run a study."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+from raybio.config import PRESETS, ConfigError, load_config
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from raybio.data.prepare import default_shards_uri, prepare
+    from raybio.tune.runner import storage_root
+
+    exp = load_config(args.preset, args.config, args.set)
+    uri = args.out or default_shards_uri(storage_root(args.storage), exp.data)
+    manifest = prepare(exp.data, uri)
+    print(f"corpus {manifest['corpus_id']}: {manifest['splits']['train']['tokens']:,} train tokens at {uri}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from raybio.cluster import init_ray
+    from raybio.data.prepare import default_shards_uri, prepare
+    from raybio.train.trainer import build_trainer
+    from raybio.tune.runner import storage_root
+
+    exp = load_config(args.preset, args.config, args.set)
+    root = storage_root(args.storage)
+    init_ray()
+    shards_uri = default_shards_uri(root, exp.data)
+    manifest = prepare(exp.data, shards_uri)
+    result = build_trainer(exp, shards_uri, manifest, root, args.name).fit()
+    m = result.metrics or {}
+    print(
+        f"step {m.get('step')}: val_loss {m.get('val_loss', float('nan')):.4f} "
+        f"(untrained {m.get('init_val_loss', float('nan')):.4f}), {m.get('tokens_per_s', 0):,.0f} tokens/s; "
+        f"checkpoint {result.checkpoint.path if result.checkpoint else None}"
+    )
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    script = Path(args.sweeps_dir) / f"{args.study}.py"
+    if not script.exists():
+        known = sorted(p.stem for p in Path(args.sweeps_dir).glob("*.py"))
+        sys.exit(f"error: no study {args.study!r} in {args.sweeps_dir}; known: {known}")
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--config", metavar="YAML", help="YAML merged over the preset")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. data.seq_len=512")
+    p.add_argument("--storage", default="./runs", help="local dir or s3:// URI (default ./runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raybio", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="tokenize a corpus into parquet shards + manifest.json")
+    _add_config_args(p)
+    p.add_argument("--out", help="output URI (default <storage>/corpus/<hash>)")
+    p.set_defaults(fn=_prepare)
+    p = sub.add_parser("train", help="train one model on Ray Train (no sweep)")
+    _add_config_args(p)
+    p.add_argument("--name", default="train", help="run name under --storage")
+    p.set_defaults(fn=_train)
+    p = sub.add_parser("sweep", help="run a study from sweeps/ (flags after the name go to the study)")
+    p.add_argument("study", help="e.g. expert_count")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("--sweeps-dir", default="sweeps")
+    p.set_defaults(fn=_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")

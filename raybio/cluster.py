@@ -1,0 +1,40 @@
+"""Connect to the Ray cluster a job runs on, or start a local one for the embedded default."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+# Ray Data read tasks need a CPU share while training workers hold whole CPUs. A local
+# cluster gets this many logical CPUs beyond the physical ones, and trial concurrency
+# leaves the same amount free on any cluster.
+DATA_CPU_RESERVE = 1
+
+
+def init_ray(num_cpus: int | None = None) -> dict:
+    """Attach to the cluster (under `ray job submit` or with RAY_ADDRESS set), else start one.
+
+    A local cluster binds its dashboard to 127.0.0.1 only.
+    """
+    if ray.is_initialized():
+        return ray.cluster_resources()
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        ray.init(
+            num_cpus=num_cpus or (os.cpu_count() or 1) + DATA_CPU_RESERVE,
+            # The dashboard also serves the state API that Ray Train's cleanup polls.
+            dashboard_host="127.0.0.1",
+        )
+    return ray.cluster_resources()
+
+
+def max_concurrent_trials(resources: dict, num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    """How many trials of `num_workers` workers fit at once, leaving room for data reads."""
+    per_trial_cpu = num_workers * cpus_per_worker
+    fits = int((resources.get("CPU", 0) - DATA_CPU_RESERVE) // per_trial_cpu) if per_trial_cpu else 1 << 30
+    if gpus_per_worker:
+        fits = min(fits, int(resources.get("GPU", 0) // (num_workers * gpus_per_worker)))
+    return max(1, fits)

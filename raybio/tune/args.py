@@ -1,0 +1,69 @@
+"""Command-line flags shared by every sweep script, and the base experiment they describe."""
+
+from __future__ import annotations
+
+import argparse
+
+from raybio.config import PRESETS, ExperimentConfig, load_config
+
+# Overrides of --smoke: a budget that proves the whole path works in well under a minute.
+SMOKE = [
+    "data.sources=[bundled:lambda]",
+    "data.seq_len=64",
+    "data.rows_per_shard=64",
+    "model.max_seq_len=64",
+    "model.n_layers=2",
+    "model.d_model=64",
+    "model.n_heads=4",
+    "train.max_steps=20",
+    "train.batch_size=8",
+    "train.warmup_steps=2",
+    "train.log_every=5",
+    "train.eval_every=0",
+    "train.eval_batches=2",
+]
+
+
+def add_common_args(parser: argparse.ArgumentParser, default_name: str) -> None:
+    """Flags every study accepts (data, storage, resources, budget, search)."""
+    g = parser.add_argument_group("where")
+    g.add_argument("--data", nargs="+", metavar="URI", help="FASTA sources: paths, s3:// URIs or bundled:ecoli")
+    g.add_argument("--storage", default="./runs", help="results root: local dir or s3:// URI (default ./runs)")
+    g.add_argument("--name", default=default_name, help=f"sweep folder under --storage (default {default_name})")
+    g = parser.add_argument_group("resources")
+    g.add_argument("--num-workers", type=int, help="Ray Train workers per trial (default 1)")
+    g.add_argument("--cpus-per-worker", type=float, help="CPUs per worker (default 1)")
+    g.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (default 0 = CPU training)")
+    g = parser.add_argument_group("model and budget")
+    g.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model/train preset (default tiny)")
+    g.add_argument("--config", metavar="YAML", help="YAML merged over the preset")
+    g.add_argument("--max-steps", type=int, help="optimizer steps per trial (equal token budget across trials)")
+    g.add_argument("--seq-len", type=int, help="tokens per training window")
+    g.add_argument("--batch-size", type=int, help="sequences per worker per step")
+    g.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-3")
+    g.add_argument("--smoke", action="store_true", help="tiny corpus and budget: checks the path end to end")
+    g = parser.add_argument_group("search")
+    g.add_argument("--search", choices=["grid", "optuna"], default="grid", help="grid over all values, or Optuna")
+    g.add_argument("--num-samples", type=int, default=8, help="Optuna trials (ignored for grid; default 8)")
+    g.add_argument("--seed", type=int, default=0, help="search seed")
+
+
+def base_experiment(args: argparse.Namespace, study: list[str] | None = None) -> ExperimentConfig:
+    """Preset, then --config, --smoke, the study's own overrides, explicit flags, --set (last wins)."""
+    overrides = (list(SMOKE) if args.smoke else []) + (study or [])
+    flag_paths = {
+        "data": "data.sources",
+        "num_workers": "train.num_workers",
+        "cpus_per_worker": "train.cpus_per_worker",
+        "gpus_per_worker": "train.gpus_per_worker",
+        "max_steps": "train.max_steps",
+        "batch_size": "train.batch_size",
+    }
+    for flag, path in flag_paths.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{path}={value!r}" if isinstance(value, list) else f"{path}={value}")
+    if args.seq_len:
+        overrides += [f"data.seq_len={args.seq_len}", f"model.max_seq_len={args.seq_len}"]
+    overrides += args.set
+    return load_config(args.preset, args.config, overrides)

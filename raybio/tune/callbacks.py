@@ -1,0 +1,81 @@
+"""Tune callback that writes each trial's curves to TensorBoard as results arrive.
+
+Tag convention (docs/sweeps.md): `loss/*` vs step; `efficiency/*_vs_gflops` with the
+cumulative training GFLOPs as the x-axis; `throughput/*`, `memory/*`, `router/*` vs step.
+Each trial gets its own run directory, so steps never collide across trials or re-runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray.tune import Callback
+from torch.utils.tensorboard import SummaryWriter
+
+STEP_SCALARS = {
+    "loss": "loss/train",
+    "aux_loss": "loss/router_aux",
+    "lr": "optim/lr",
+    "tokens_per_s": "throughput/tokens_per_s",
+    "tokens_per_s_per_worker": "throughput/tokens_per_s_per_worker",
+    "step_time_s": "throughput/step_time_s",
+    "data_wait_fraction": "throughput/data_wait_fraction",
+    "mfu": "throughput/mfu",
+}
+
+
+def trial_label(params: dict, trial_id: str) -> str:
+    """A run name that says what the trial varied, e.g. `experts=4,top_k=2_ab12c`."""
+    parts = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{parts}_{trial_id}" if parts else trial_id
+
+
+def write_result(writer: SummaryWriter, result: dict) -> None:
+    """Write one training report's scalars."""
+    step = int(result["step"])
+    for key, tag in STEP_SCALARS.items():
+        if key in result:
+            writer.add_scalar(tag, result[key], step)
+    if "achieved_flops_per_s" in result:
+        writer.add_scalar("throughput/achieved_tflops_per_s", result["achieved_flops_per_s"] / 1e12, step)
+    if "peak_memory_bytes" in result:
+        writer.add_scalar("memory/peak_gib", result["peak_memory_bytes"] / 2**30, step)
+    gflops = int(result.get("train_flops_cum", 0) / 1e9)
+    writer.add_scalar("efficiency/train_loss_vs_gflops", result["loss"], gflops)
+    if result.get("val_step") == step:  # a fresh evaluation, not a carried-over value
+        writer.add_scalar("loss/val", result["val_loss"], step)
+        writer.add_scalar("efficiency/val_loss_vs_gflops", result["val_loss"], gflops)
+    for key, value in result.items():
+        if key.startswith("router/") and isinstance(value, int | float):
+            writer.add_scalar(key, value, step)
+
+
+class TensorBoardCallback(Callback):
+    """Per-trial TensorBoard event files under `<logdir>/trials/<label>/`."""
+
+    def __init__(self, logdir: str | Path):
+        self.logdir = Path(logdir)
+        self._writers: dict[str, SummaryWriter] = {}
+
+    def _writer(self, trial) -> SummaryWriter:
+        if trial.trial_id not in self._writers:
+            params = trial.config.get("params", {})
+            path = self.logdir / "trials" / trial_label(params, trial.trial_id)
+            self._writers[trial.trial_id] = SummaryWriter(str(path))
+        return self._writers[trial.trial_id]
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "step" in result and "loss" in result:
+            write_result(self._writer(trial), result)
+            self._writer(trial).flush()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._close(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._close(trial)
+
+    def _close(self, trial) -> None:
+        writer = self._writers.pop(trial.trial_id, None)
+        if writer:
+            writer.close()

@@ -1,0 +1,94 @@
+"""BioLM, the MoE FFN and analytic FLOPs, each against an independent reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from raybio.config import ConfigError, MoEConfig, load_config
+from raybio.models.flops import flops_per_token, param_counts
+from raybio.models.moe import MoE
+
+
+def moe_per_token_reference(moe: MoE, x_TD: torch.Tensor) -> torch.Tensor:
+    """Route and apply experts one token at a time, the plainest possible way."""
+    out = torch.zeros_like(x_TD)
+    k = moe.cfg.top_k
+    for t in range(x_TD.shape[0]):
+        probs = torch.softmax(x_TD[t] @ moe.router.gate.weight.T, -1)
+        top_p, top_e = probs.topk(k)
+        gates = top_p / top_p.sum() if k > 1 else top_p
+        for g, e in zip(gates, top_e.tolist(), strict=True):
+            h = F.silu(x_TD[t] @ moe.w1_EDH[e]) * (x_TD[t] @ moe.w3_EDH[e])
+            out[t] += g * (h @ moe.w2_EHD[e])
+    return out
+
+
+@pytest.mark.parametrize(("num_experts", "top_k"), [(4, 1), (4, 2), (8, 3)])
+def test_moe_equals_per_token_loop(num_experts, top_k):
+    torch.manual_seed(0)
+    moe = MoE(16, 32, MoEConfig(num_experts=num_experts, top_k=top_k))
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x_BLD = torch.randn(2, 11, 16)
+    got = moe(x_BLD).reshape(-1, 16)
+    want = moe_per_token_reference(moe, x_BLD.reshape(-1, 16))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert moe.tokens_per_expert.sum().item() == 22 * top_k
+
+
+@pytest.mark.parametrize("pattern", ["D", "A", "DA"])
+@pytest.mark.parametrize("objective", ["mlm", "ntp"])
+def test_analytic_flops_match_flop_counter(pattern, objective):
+    L = 128
+    exp = load_config(
+        "tiny",
+        overrides=[
+            f"model.pattern={pattern}",
+            f"model.objective={objective}",
+            "model.vocab_size=72",
+            "model.n_layers=2",
+        ],
+    )
+    model = exp.model.build()
+    x = torch.randint(0, 72, (2, L))
+    # The math SDPA backend runs attention as matmuls the counter can see.
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(x)
+    measured = counter.get_total_flops() / x.numel()
+    analytic = flops_per_token(exp.model, L)
+    assert analytic.forward == pytest.approx(measured, rel=0.02)
+    assert analytic.train == 3 * analytic.forward
+
+
+def test_active_params_count_only_routed_experts():
+    exp = load_config("tiny", overrides=["model.pattern=A", "model.vocab_size=72", "model.moe.num_experts=8"])
+    counts = param_counts(exp.model.build())
+    D, H, layers = 128, 512, 4
+    per_expert = 3 * D * H
+    # Default top-2 of 8 experts leaves 6 experts' weights idle for each token in each layer.
+    assert counts["params_total"] - counts["params_active"] == layers * 6 * per_expert
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.moe.top_k=9", r"model.moe: top_k \(9\) must be <= num_experts \(8\)"),
+        ("model.n_heads=5", r"model: d_model \(128\) must be divisible by n_heads \(5\)"),
+        ("model.pattern=AXD", r"unknown block letters \['X'\]; allowed: D \(attention \+ dense FFN\)"),
+        ("model.objective=clm", r"model.objective: Input should be 'mlm' or 'ntp'"),
+        ("train.lr=-1", r"train.lr: Input should be greater than 0"),
+        ("train.lrate=1", r"train.lrate: Extra inputs are not permitted"),
+    ],
+)
+def test_config_errors_name_the_field_and_the_allowed_values(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("tiny", overrides=[override])
+
+
+def test_unknown_preset_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown preset 'huge'; choose one of \['omni-116m'"):
+        load_config("huge")
