@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -61,6 +61,8 @@ class HyenaConfig(_Strict):
     filter_groups: int | None = Field(None, ge=1, description="channels sharing one filter; None = per channel")
     short_conv: int = Field(3, ge=1)
     attention_window: int = Field(4096, ge=1, description="sliding window of A/D blocks in streaming inference")
+    filter_order: int = Field(64, ge=1, description="implicit filter: MLP width (HyenaDNA filter_order)")
+    filter_emb_dim: int = Field(5, ge=3, description="implicit filter: positional features (odd: t + cos/sin bands)")
 
 
 BLOCK_TYPES = {"D": "attention + dense FFN", "A": "attention + MoE FFN", "H": "HyenaLite + gated MLP"}
@@ -84,6 +86,14 @@ class ModelConfig(_Strict):
     moe: MoEConfig = Field(default_factory=MoEConfig)
     hyena: HyenaConfig = Field(default_factory=HyenaConfig)
 
+    @field_validator("pattern", mode="before")
+    @classmethod
+    def _resolve_pattern(cls, value: object) -> object:
+        # Preset names ("fast", "standard", ...) become block letters; see raybio/models/presets.py.
+        from raybio.models.presets import resolve_pattern
+
+        return resolve_pattern(value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         if self.d_model % self.n_heads:
@@ -96,6 +106,9 @@ class ModelConfig(_Strict):
             raise ValueError(f"pattern {self.pattern!r} has unknown block letters {bad}; allowed: {allowed}")
         if self.n_layers % len(self.pattern):
             raise ValueError(f"n_layers ({self.n_layers}) must be a multiple of len(pattern) ({len(self.pattern)})")
+        group = self.hyena.filter_groups
+        if "H" in self.pattern and group and self.d_model % group:
+            raise ValueError(f"hyena.filter_groups ({group}) must divide d_model ({self.d_model})")
         if "A" in self.pattern and self.moe.num_experts < 2:
             raise ValueError("pattern uses MoE blocks 'A' but moe.num_experts < 2; use 'D' for a dense FFN")
         return self

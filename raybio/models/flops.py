@@ -4,10 +4,14 @@ Convention: 2 FLOPs per multiply-accumulate of every matmul; elementwise work is
 counted (it is what `torch.utils.flop_counter.FlopCounterMode` counts too). Attention
 scores are counted over the full L×L square, causal or not, since that is what SDPA's
 math kernel executes. Training = 3 × forward (backward costs two forward matmuls).
+HyenaLite (`H`): projections and the depthwise short conv as above (2 FLOPs per tap); the
+FFT convolution analytically (`fftconv_flops_per_token`), since FlopCounterMode sees no FFT;
+filter generation is not counted (once per forward for the whole batch, cached at inference).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from raybio.config import ModelConfig
@@ -20,9 +24,22 @@ class FlopsPerToken:
     by_block: dict
 
 
+def fftconv_flops_per_token(channels: int, seq_len: int) -> float:
+    """FFT long convolution per token: per channel and sequence, two forward rFFTs and one inverse
+    of n = 2L points at 2.5·n·log2(n) real FLOPs each, plus the complex spectral product (6 FLOPs
+    per bin). The filter's rFFT is really shared by the batch (and cached at inference), so this
+    is the training-time upper bound."""
+    n = 2 * seq_len
+    per_channel = 3 * 2.5 * n * math.log2(n) + 6 * (n // 2 + 1)
+    return channels * per_channel / seq_len
+
+
 def block_forward_flops(kind: str, cfg: ModelConfig, seq_len: int) -> float:
     """Forward FLOPs per token of one block of type `kind`."""
     D, H = cfg.d_model, cfg.ffn_hidden
+    if kind == "H":
+        mixer = 2 * D * 3 * D + 2 * 3 * D * cfg.hyena.short_conv + 2 * D * D
+        return mixer + fftconv_flops_per_token(D, seq_len) + 3 * 2 * D * H
     if kind not in "AD":
         raise NotImplementedError(f"no FLOPs formula for block type {kind!r}")
     mixer = 2 * D * 3 * D + 2 * D * D + 2 * 2 * seq_len * D

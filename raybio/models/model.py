@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raybio.config import ModelConfig
+from raybio.models.hyena import HyenaLite
 from raybio.models.layers import Attention, Rotary, SwiGLU, make_norm
 from raybio.models.moe import MoE
 
@@ -25,6 +26,8 @@ class Block(nn.Module):
         self.norm2 = make_norm(cfg.norm, cfg.d_model)
         if kind in "AD":
             self.mixer = Attention(cfg.d_model, cfg.n_heads, causal)
+        elif kind == "H":
+            self.mixer = HyenaLite(cfg.d_model, cfg.hyena, causal, cfg.max_seq_len)
         else:
             raise NotImplementedError(f"block type {kind!r} is not available in this build")
         self.ffn = MoE(cfg.d_model, cfg.ffn_hidden, cfg.moe) if kind == "A" else SwiGLU(cfg.d_model, cfg.ffn_hidden)
@@ -66,6 +69,9 @@ class BioLM(nn.Module):
                 continue
             is_out = name.endswith(("wo.weight", "w2.weight", "w2_EHD"))
             nn.init.normal_(p, std=out_std if is_out else std)
+        for m in self.modules():
+            if isinstance(m, HyenaLite):  # conv taps and long filters have their own init
+                m.reset_filter_parameters()
 
     def moe_layers(self) -> list[MoE]:
         return [m for m in self.modules() if isinstance(m, MoE)]

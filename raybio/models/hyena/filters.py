@@ -1,0 +1,214 @@
+"""Long-convolution filters for HyenaLite: the modal filter and the original implicit filter.
+
+Both produce fp32 taps h_CL for a length L and, through `LongFilter.spectrum`, the rFFT of
+the convolution kernel. The modal spectrum is cached while no gradient can flow into the
+filter (inference, `torch.no_grad()`), keyed on every parameter's storage and in-place
+version counter, so an optimizer step or `load_state_dict` invalidates it; in training it is
+recomputed on every call and never stale. The implicit filter follows the original Hyena and
+regenerates its taps on every call — the cost the modal filter is designed to remove.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from raybio.models.hyena.fftconv import fftconv, kernel_spectrum
+
+_TIME_GRIDS: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def time_grid(L: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The time index t = T·q + j (T = ceil(sqrt L)), shared by every layer, as (T·q)_Q and j_T in fp64.
+
+    Splitting t lets the modal filter evaluate exp(λt) = exp(λTq)·exp(λj) as a small matmul
+    instead of materialising a (filters × modes × L) tensor.
+    """
+    key = (L, str(device))
+    if key not in _TIME_GRIDS:
+        T = math.isqrt(L - 1) + 1 if L > 1 else 1
+        Q = -(-L // T)
+        if len(_TIME_GRIDS) >= 64:  # many distinct lengths (streaming chunks): keep the cache small
+            _TIME_GRIDS.clear()
+        _TIME_GRIDS[key] = (
+            torch.arange(Q, dtype=torch.float64, device=device) * T,
+            torch.arange(T, dtype=torch.float64, device=device),
+        )
+    return _TIME_GRIDS[key]
+
+
+class LongFilter(nn.Module):
+    """Base class: subclasses implement `impulse(L)`; this adds the two-sided kernel and caching."""
+
+    caches_spectrum = True
+
+    def __init__(self, bidirectional: bool):
+        super().__init__()
+        self.bidirectional = bidirectional
+        self._spectra: dict[int, tuple[tuple, torch.Tensor]] = {}
+
+    def impulse(self, L: int) -> torch.Tensor:
+        """fp32 taps (C, L): F causal filters, then F reverse filters when bidirectional."""
+        raise NotImplementedError
+
+    def _may_cache(self) -> bool:
+        if not self.caches_spectrum:
+            return False
+        return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
+    def _param_key(self) -> tuple:
+        return tuple((str(p.device), p.data_ptr(), p._version) for p in self.parameters())
+
+    def _compute_spectrum(self, L: int) -> torch.Tensor:
+        # Filters are fp32 even under bf16 autocast: long, slowly decaying taps need the mantissa.
+        with torch.autocast(self.device_type, enabled=False):
+            return kernel_spectrum(self.impulse(L), self.bidirectional)
+
+    @property
+    def device_type(self) -> str:
+        return next(self.parameters()).device.type
+
+    def spectrum(self, L: int) -> torch.Tensor:
+        """Complex (F, L + 1) rFFT of the length-2L kernel; cached when no gradient is needed."""
+        if not self._may_cache():
+            return self._compute_spectrum(L)
+        key = self._param_key()
+        hit = self._spectra.get(L)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        spec = self._compute_spectrum(L)
+        if len(self._spectra) >= 8:
+            self._spectra.clear()
+        self._spectra[L] = (key, spec)
+        return spec
+
+
+class ModalFilter(LongFilter):
+    """h_c(t) = Re Σ_k r_ck·exp(λ_ck·t) with λ = -softplus(a) + i·b, so Re λ < 0 for any parameters.
+
+    Poles and residues are fp32 parameters; exponents are formed in fp64 (phases b·t reach
+    1e4–1e5 rad at long L) and the taps come out of one complex64 matmul per filter.
+    """
+
+    def __init__(self, num_filters: int, num_modes: int, max_len: int, bidirectional: bool):
+        super().__init__(bidirectional)
+        C = num_filters * (2 if bidirectional else 1)
+        self.num_filters, self.num_modes, self.max_len = num_filters, num_modes, max_len
+        self.decay_CS = nn.Parameter(torch.empty(C, num_modes))
+        self.freq_CS = nn.Parameter(torch.empty(C, num_modes))
+        self.residue_re_CS = nn.Parameter(torch.empty(C, num_modes))
+        self.residue_im_CS = nn.Parameter(torch.empty(C, num_modes))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Decay rates log-uniform in [1/max_len, 1], frequencies uniform in [0, π], unit filter energy."""
+        lo, hi = math.log(1.0 / self.max_len), 0.0
+        alpha = torch.empty_like(self.decay_CS).uniform_(lo, hi).exp()
+        self.decay_CS.copy_(torch.log(torch.expm1(alpha)))  # softplus^-1
+        self.freq_CS.uniform_(0.0, math.pi)
+        # Mode k has energy |r|²/(1 - e^{-2α}) ≈ |r|²/(2α): scale so each filter has energy ≈ 1.
+        scale = (2 * alpha / self.num_modes).sqrt() / math.sqrt(2)
+        self.residue_re_CS.copy_(torch.randn_like(alpha) * scale)
+        self.residue_im_CS.copy_(torch.randn_like(alpha) * scale)
+
+    def poles(self) -> torch.Tensor:
+        """Continuous-time poles λ (C, S), complex128; Re λ < 0 by construction."""
+        a, b = self.decay_CS.double(), self.freq_CS.double()
+        return torch.complex(-nn.functional.softplus(a), b)
+
+    def residues(self) -> torch.Tensor:
+        return torch.complex(self.residue_re_CS.double(), self.residue_im_CS.double())
+
+    def impulse(self, L: int) -> torch.Tensor:
+        lam_CS, r_CS = self.poles(), self.residues()
+        coarse_Q, fine_T = time_grid(L, self.decay_CS.device)
+        a_CQS = (r_CS[:, None, :] * torch.exp(lam_CS[:, None, :] * coarse_Q[None, :, None])).to(torch.complex64)
+        b_CST = torch.exp(lam_CS[:, :, None] * fine_T[None, None, :]).to(torch.complex64)
+        return torch.matmul(a_CQS, b_CST).real.reshape(lam_CS.shape[0], -1)[:, :L]
+
+    def chunk_response(self, u_BDC: torch.Tensor, state_BFGS: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal convolution of one chunk that continues a stream; returns (y_BDC fp32, new state).
+
+        The state after position p is s_k = Σ_{s<=p} exp(λ_k·(p - s))·u_s, one complex number per
+        channel and mode, so y_{p+1+j} = (h ∗ chunk)_j + Re Σ_k r_k·exp(λ_k·(j + 1))·s_k and
+        s ← exp(λ·C)·s + Σ_j exp(λ·(C - 1 - j))·u_j. Memory is O(channels × modes), not O(length).
+        """
+        if self.bidirectional:
+            raise ValueError("streaming needs a causal filter: bidirectional (MLM) models see the whole sequence")
+        B, D, C = u_BDC.shape
+        F = self.num_filters
+        lam_FS, r_FS = self.poles(), self.residues()
+        j_C = torch.arange(C, dtype=torch.float64, device=u_BDC.device)
+        powers_FSC = torch.exp(lam_FS[:, :, None] * j_C)  # exp(λ·j)
+        from_past_FSC = (r_FS[:, :, None] * powers_FSC * torch.exp(lam_FS)[:, :, None]).to(torch.complex64)
+        to_state_FSC = powers_FSC.flip(-1).to(torch.complex64)  # exp(λ·(C - 1 - j))
+        u_BFGC = u_BDC.float().view(B, F, D // F, C)
+        past_BFGC = torch.einsum("bfgs,fsc->bfgc", state_BFGS, from_past_FSC).real
+        y_BDC = fftconv(u_BDC, self.spectrum(C)) + past_BFGC.reshape(B, D, C)
+        decay_FS = torch.exp(lam_FS * C).to(torch.complex64)
+        state_BFGS = state_BFGS * decay_FS[None, :, None, :] + torch.einsum(
+            "bfgc,fsc->bfgs", u_BFGC.to(torch.complex64), to_state_FSC
+        )
+        return y_BDC, state_BFGS
+
+
+class Sin(nn.Module):
+    """sin(w ⊙ x) with a learnable frequency per feature (the implicit filter's activation)."""
+
+    def __init__(self, dim: int, w: float = 1.0):
+        super().__init__()
+        self.freq = nn.Parameter(torch.full((dim,), w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.freq * x)
+
+
+class ImplicitFilter(LongFilter):
+    """HyenaDNA's filter: an MLP with sine activations over positional features, times an exponential window.
+
+    Features of position t are [t/max_len, cos(2π f t/max_len), -sin(2π f t/max_len)] for
+    (emb_dim - 1)/2 bands f; the MLP maps them to one tap per filter; the window
+    exp(-|δ_c|·t/max_len) gives each filter its own decay (HyenaDNA's ExponentialModulation,
+    fast 0.3 / slow 1.5 decay fractions to a 1e-2 target). Regenerated on every call, as in
+    the original.
+    """
+
+    caches_spectrum = False
+
+    def __init__(
+        self, num_filters: int, max_len: int, bidirectional: bool, emb_dim: int = 5, order: int = 64, n_inner: int = 2
+    ):
+        super().__init__(bidirectional)
+        if emb_dim < 3 or emb_dim % 2 == 0:
+            raise ValueError(f"hyena.filter_emb_dim={emb_dim} must be odd and >= 3 (time plus cos/sin bands)")
+        C = num_filters * (2 if bidirectional else 1)
+        self.max_len, self.emb_dim = max_len, emb_dim
+        layers: list[nn.Module] = [nn.Linear(emb_dim, order), Sin(order)]
+        for _ in range(n_inner):
+            layers += [nn.Linear(order, order), Sin(order)]
+        layers.append(nn.Linear(order, C, bias=False))
+        self.mlp = nn.Sequential(*layers)
+        target, fast, slow = math.log(1e-2), 0.3, 1.5
+        self.register_buffer("deltas_C", torch.linspace(target / slow, target / fast, C).abs(), persistent=False)
+
+    def reset_parameters(self) -> None:
+        for m in self.mlp.modules():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+            elif isinstance(m, Sin):
+                nn.init.ones_(m.freq)
+
+    def features(self, L: int) -> torch.Tensor:
+        t_L = torch.arange(L, dtype=torch.float32, device=self.deltas_C.device)
+        bands = (self.emb_dim - 1) // 2
+        f = torch.linspace(1e-4, bands - 1, bands, device=t_L.device)
+        w_LB = 2 * math.pi * t_L[:, None] * f / self.max_len
+        return torch.cat([t_L[:, None] / self.max_len, torch.cos(w_LB), -torch.sin(w_LB)], dim=-1)
+
+    def impulse(self, L: int) -> torch.Tensor:
+        z_LE = self.features(L)
+        window_CL = torch.exp(-(z_LE[:, 0] * self.deltas_C[:, None]))
+        return self.mlp(z_LE).float().T * window_CL
