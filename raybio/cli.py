@@ -1,4 +1,4 @@
-"""The `raybio` command: prepare a corpus, train one model, run a study."""
+"""The `raybio` command: prepare a corpus, train one model, run a study, report on it."""
 
 from __future__ import annotations
 
@@ -49,6 +49,14 @@ def _sweep(args: argparse.Namespace) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from raybio.analysis.report import build_report
+    from raybio.tune.runner import storage_root
+
+    out = build_report(storage_root(args.sweep_dir))
+    print(f"report: {out['html']}\nmarkdown: {out['markdown']}")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--config", metavar="YAML", help="YAML merged over the preset")
@@ -72,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.add_argument("--sweeps-dir", default="sweeps")
     p.set_defaults(fn=_sweep)
+    p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
+    p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
+    p.set_defaults(fn=_report)
     return parser
 
 

@@ -30,6 +30,7 @@ SPLIT_BLOCK = 16
 BUNDLED = {
     "ecoli": "ecoli_K12_MG1655_NC_000913.2.fa.gz",
     "lambda": "lambda_phage_NC_001416.1.fa",
+    "phix": "phiX174_NC_001422.1.fa",
 }
 
 

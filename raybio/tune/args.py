@@ -24,7 +24,7 @@ SMOKE = [
 ]
 
 
-def add_common_args(parser: argparse.ArgumentParser, default_name: str) -> None:
+def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_search: str = "grid") -> None:
     """Flags every study accepts (data, storage, resources, budget, search)."""
     g = parser.add_argument_group("where")
     g.add_argument("--data", nargs="+", metavar="URI", help="FASTA sources: paths, s3:// URIs or bundled:ecoli")
@@ -43,8 +43,17 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str) -> None:
     g.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-3")
     g.add_argument("--smoke", action="store_true", help="tiny corpus and budget: checks the path end to end")
     g = parser.add_argument_group("search")
-    g.add_argument("--search", choices=["grid", "optuna"], default="grid", help="grid over all values, or Optuna")
+    g.add_argument(
+        "--search",
+        choices=["grid", "optuna"],
+        default=default_search,
+        help=f"grid or Optuna (default {default_search})",
+    )
     g.add_argument("--num-samples", type=int, default=8, help="Optuna trials (ignored for grid; default 8)")
+    g.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on train loss)")
+    g.add_argument(
+        "--flop-budget", type=float, help="equal compute: training FLOPs per trial (default: equal tokens, --max-steps)"
+    )
     g.add_argument("--seed", type=int, default=0, help="search seed")
 
 

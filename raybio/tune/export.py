@@ -6,9 +6,9 @@ import io
 
 import pandas as pd
 
-from raybio.config import deep_merge, validate
+from raybio.config import ExperimentConfig
 from raybio.data import storage
-from raybio.tune.space import overrides_for
+from raybio.tune.space import trial_experiment
 
 # Final metrics every row carries (missing ones are NaN, e.g. MFU on CPU).
 METRICS = [
@@ -47,7 +47,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def results_table(result_grid, base_experiment: dict) -> pd.DataFrame:
+def results_table(result_grid, base: ExperimentConfig) -> pd.DataFrame:
     """Rows for every trial of a finished Tuner run."""
     rows = []
     for result in result_grid:
@@ -57,16 +57,49 @@ def results_table(result_grid, base_experiment: dict) -> pd.DataFrame:
         row.update(params)
         row.update({m: metrics.get(m, float("nan")) for m in METRICS})
         row.update({k: v for k, v in metrics.items() if k.startswith("router/")})
+        row["checkpoint_path"] = metrics.get("checkpoint_path", "")
         row["error"] = str(result.error).splitlines()[0] if result.error else ""
-        exp = validate(deep_merge(base_experiment, overrides_for(params)))
+        exp = trial_experiment(base, params)
         row.update({f"config.{k}": v for k, v in flatten(exp.model_dump()).items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def write_table(df: pd.DataFrame, sweep_uri: str) -> None:
-    """results.csv and results.parquet, each written atomically."""
-    storage.write_bytes_atomic(storage.join(sweep_uri, "results.csv"), df.to_csv(index=False).encode())
+def history_table(result_grid) -> pd.DataFrame:
+    """Every report of every trial (loss curves for the report), with the trial's axis values."""
+    frames = []
+    for result in result_grid:
+        hist = result.metrics_dataframe
+        if hist is None or hist.empty:
+            continue
+        params = result.config.get("params", {}) if result.config else {}
+        keep = [c for c in hist if c in METRICS or c in ("trial_id", "val_step") or c.startswith("router/")]
+        frames.append(hist[keep].assign(**params))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_table(df: pd.DataFrame, sweep_uri: str, stem: str) -> None:
+    """<stem>.csv and <stem>.parquet, each written atomically."""
+    storage.write_bytes_atomic(storage.join(sweep_uri, f"{stem}.csv"), df.to_csv(index=False).encode())
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
-    storage.write_bytes_atomic(storage.join(sweep_uri, "results.parquet"), buf.getvalue())
+    storage.write_bytes_atomic(storage.join(sweep_uri, f"{stem}.parquet"), buf.getvalue())
+
+
+HPARAM_METRICS = ["val_loss", "tokens_per_s", "peak_memory_bytes", "train_flops_cum", "params_total"]
+
+
+def write_hparams(df: pd.DataFrame, axes: list[str], logdir: str) -> None:
+    """TensorBoard HParams-plugin summaries: one session per trial, swept values vs final metrics."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    for _, row in df[df["status"] == "OK"].iterrows():
+        hp = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in axes}
+        metrics = {f"hparams/{m}": float(row[m]) for m in HPARAM_METRICS if pd.notna(row.get(m))}
+        exp, ssi, sei = hparams(hp, metrics)
+        with SummaryWriter(f"{logdir}/hparams/{row['trial_id']}") as w:
+            for summary in (exp, ssi, sei):
+                w.file_writer.add_summary(summary)
+            for tag, value in metrics.items():
+                w.add_scalar(tag, value, 0)

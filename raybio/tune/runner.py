@@ -15,14 +15,16 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raybio.analysis.curves import print_summary, write_sweep_curves
+from raybio.analysis.report import build_report
 from raybio.cluster import init_ray, max_concurrent_trials
-from raybio.config import ExperimentConfig, deep_merge, validate
+from raybio.config import ExperimentConfig, validate
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
+from raybio.models.flops import flops_per_token
 from raybio.train.trainer import build_trainer
 from raybio.tune.callbacks import TensorBoardCallback
-from raybio.tune.export import results_table, write_table
-from raybio.tune.space import overrides_for
+from raybio.tune.export import history_table, results_table, write_hparams, write_table
+from raybio.tune.space import trial_experiment
 
 # The trial function only launches a TorchTrainer and waits; it needs a sliver of a CPU
 # (0 CPU cannot be scheduled alongside the workers, 1 CPU starves them on small machines).
@@ -36,18 +38,46 @@ class SweepSpec:
     name: str
     axes: dict[str, list]
     base: ExperimentConfig
+    question: str = ""
     storage: str = "./runs"
     search: Literal["grid", "optuna"] = "grid"
     num_samples: int = 1
-    metric: str = "val_loss"
-    mode: Literal["min", "max"] = "min"
+    # One metric, or several for a multi-objective Optuna search (Pareto front).
+    metric: str | list[str] = "val_loss"
+    mode: str | list[str] = "min"
+    asha: bool = False
+    # None: every trial trains base.train.max_steps steps (equal tokens). A number: each
+    # trial gets the steps that spend this many training FLOPs (equal compute).
+    flop_budget: float | None = None
     seed: int = 0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
+    @property
+    def budget(self) -> str:
+        if self.flop_budget:
+            return f"equal compute: {self.flop_budget:.3g} training FLOPs per trial"
+        t = self.base.train
+        tokens = t.max_steps * t.batch_size * t.num_workers * self.base.data.seq_len
+        return f"equal tokens: {t.max_steps} steps = {tokens:,} tokens per trial"
 
-def run_trial(config: dict, experiment: dict, shards_uri: str, manifest: dict, train_storage: str) -> None:
-    """Tune trainable: apply this trial's axis values to the base config and train."""
-    exp = validate(deep_merge(experiment, overrides_for(config["params"])))
+
+def steps_for_flop_budget(exp: ExperimentConfig, vocab_size: int, budget: float) -> int:
+    """Optimizer steps that spend `budget` training FLOPs with this model and batch."""
+    model = exp.model.model_copy(update={"vocab_size": vocab_size})
+    seq = exp.data.seq_len - (1 if exp.model.objective == "ntp" else 0)
+    per_step = flops_per_token(model, seq).train * seq * exp.train.batch_size * exp.train.num_workers
+    return max(1, int(budget // per_step))
+
+
+def run_trial(config: dict, base: dict, storage_root_uri: str, train_storage: str, flop_budget: float | None) -> None:
+    """Tune trainable: apply this trial's axis values to the base config, prepare its corpus, train."""
+    exp = trial_experiment(validate(base), config["params"])
+    # Idempotent: a no-op unless this trial's data config (e.g. seq_len) is new to the sweep.
+    shards_uri = default_shards_uri(storage_root_uri, exp.data)
+    manifest = prepare(exp.data, shards_uri, progress=False)
+    if flop_budget:
+        exp.train.max_steps = steps_for_flop_budget(exp, manifest["tokenizer"]["vocab_size"], flop_budget)
+        exp.train.eval_every = 0
     trial_id = tune.get_context().get_trial_id()
     trainer = build_trainer(
         exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[TuneReportCallback()]
@@ -60,35 +90,53 @@ def storage_root(uri: str) -> str:
     return uri if storage.is_remote(uri) else str(Path(uri).expanduser().resolve())
 
 
+def _search(spec: SweepSpec):
+    """(param space, search algorithm, num_samples, tune metric, tune mode, scheduler)."""
+    multi = isinstance(spec.metric, list)
+    scheduler = None
+    if spec.asha:
+        if multi:
+            raise ValueError("ASHA early stopping needs a single metric; drop --asha for multi-objective search")
+        from ray.tune.schedulers import ASHAScheduler
+
+        # Train loss is reported at every log step, so rungs compare like with like.
+        scheduler = ASHAScheduler(time_attr="step", metric="loss", mode="min", grace_period=max(1, _grace(spec)))
+    if spec.search == "grid":
+        if multi:
+            raise ValueError("a multi-objective sweep needs --search optuna")
+        params = {axis: tune.grid_search(values) for axis, values in spec.axes.items()}
+        return params, None, 1, spec.metric, spec.mode, scheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    params = {axis: tune.choice(values) for axis, values in spec.axes.items()}
+    search_alg = OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seed)
+    # Tune itself tracks one metric; the searcher owns the (possibly multiple) objectives.
+    return params, search_alg, spec.num_samples, None if multi else spec.metric, None if multi else spec.mode, scheduler
+
+
+def _grace(spec: SweepSpec) -> int:
+    return spec.base.train.max_steps // 4 // spec.base.train.log_every * spec.base.train.log_every
+
+
 def run_sweep(spec: SweepSpec) -> pd.DataFrame:
-    """Run the sweep to completion; write results table, TensorBoard and sweep.json; print a summary."""
+    """Run the sweep to completion; write results, history, TensorBoard and sweep.json; print a summary."""
     t0 = time.time()
     root = storage_root(spec.storage)
     sweep_uri = storage.join(root, spec.name)
     resources = init_ray()
-    shards_uri = default_shards_uri(root, spec.base.data)
-    manifest = prepare(spec.base.data, shards_uri)
+    prepare(spec.base.data, default_shards_uri(root, spec.base.data))
     t = spec.base.train
     concurrency = max_concurrent_trials(resources, t.num_workers, t.cpus_per_worker, t.gpus_per_worker)
-
-    if spec.search == "grid":
-        params = {axis: tune.grid_search(values) for axis, values in spec.axes.items()}
-        search_alg, num_samples = None, 1
-    else:
-        from ray.tune.search.optuna import OptunaSearch
-
-        params = {axis: tune.choice(values) for axis, values in spec.axes.items()}
-        search_alg = OptunaSearch(metric=spec.metric, mode=spec.mode, seed=spec.seed)
-        num_samples = spec.num_samples
+    params, search_alg, num_samples, metric, mode, scheduler = _search(spec)
 
     tb_dir = _local_tensorboard_dir(root, spec.name)
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
-            experiment=spec.base.model_dump(),
-            shards_uri=shards_uri,
-            manifest=manifest,
+            base=spec.base.model_dump(),
+            storage_root_uri=root,
             train_storage=storage.join(root, spec.name, "train_runs"),
+            flop_budget=spec.flop_budget,
         ),
         {"CPU": TRIAL_DRIVER_CPU},
     )
@@ -96,55 +144,59 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
         trainable,
         param_space={"params": params},
         tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
+            metric=metric,
+            mode=mode,
             search_alg=search_alg,
+            scheduler=scheduler,
             num_samples=num_samples,
             max_concurrent_trials=concurrency,
         ),
         run_config=tune.RunConfig(
-            name=spec.name,
-            storage_path=root,
-            callbacks=[TensorBoardCallback(tb_dir)],
-            verbose=1,
+            name=spec.name, storage_path=root, callbacks=[TensorBoardCallback(tb_dir)], verbose=1
         ),
     )
     print(
-        f"[raybio] sweep {spec.name!r}: axes {spec.axes}, search={spec.search}, "
+        f"[raybio] sweep {spec.name!r}: axes {spec.axes}, search={spec.search}, {spec.budget}; "
         f"{concurrency} concurrent trial(s) of {t.num_workers} worker(s); results -> {sweep_uri}",
         flush=True,
     )
     grid = tuner.fit()
 
-    df = results_table(grid, spec.base.model_dump())
-    write_table(df, sweep_uri)
+    df = results_table(grid, spec.base)
+    write_table(df, sweep_uri, "results")
+    write_table(history_table(grid), sweep_uri, "history")
     write_sweep_curves(df, list(spec.axes), tb_dir)
+    write_hparams(df, list(spec.axes), tb_dir)
+    if any("A" in p for p in df.get("config.model.pattern", [])):
+        from raybio.analysis.anatomy import sweep_anatomy
+
+        sweep_anatomy(df, list(spec.axes), spec.base, root, sweep_uri, tb_dir)
     _publish_tensorboard(tb_dir, root, spec.name)
     storage.write_json(
         storage.join(sweep_uri, "sweep.json"),
         {
             "name": spec.name,
+            "question": spec.question,
             "axes": spec.axes,
             "search": spec.search,
             "num_samples": num_samples,
             "metric": spec.metric,
+            "mode": spec.mode,
+            "asha": spec.asha,
+            "budget": spec.budget,
+            "flop_budget": spec.flop_budget,
             "base": spec.base.model_dump(),
-            "corpus": {"shards": shards_uri, "tokens_train": manifest["splits"]["train"]["tokens"]},
-            "budget": {"tokens_per_trial": _tokens_per_trial(spec.base)},
             "command": shlex.join(spec.command),
             "ray_version": ray.__version__,
             "wall_time_s": round(time.time() - t0, 1),
         },
     )
     print_summary(df, list(spec.axes))
+    report = build_report(sweep_uri)
     print(f"[raybio] results: {sweep_uri}/results.csv; TensorBoard: tensorboard --logdir {sweep_uri}/tensorboard")
+    print(f"[raybio] report: {report['html']}")
     print(f"[raybio] sweep wall time {time.time() - t0:.0f} s", flush=True)
     return df
-
-
-def _tokens_per_trial(exp: ExperimentConfig) -> int:
-    t = exp.train
-    return t.max_steps * t.batch_size * t.num_workers * exp.data.seq_len
 
 
 def _local_tensorboard_dir(root: str, name: str) -> str:
@@ -164,4 +216,3 @@ def _publish_tensorboard(tb_dir: str, root: str, name: str) -> None:
 
     fs, path = storage.filesystem(storage.join(root, name, "tensorboard"))
     pafs.copy_files(tb_dir, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-

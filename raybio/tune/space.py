@@ -1,31 +1,108 @@
 """Search axes: the names a sweep varies, and how each value maps onto the config.
 
-A sweep names axes ("experts", "top_k", or any dotted config path such as
-"train.lr"); each trial's values become config overrides here, in one place, so
-results tables and plots use the same names the user typed.
+A sweep names axes ("experts", "router", "granularity", or any dotted config path such
+as "train.lr"); each trial's values become config overrides here, in one place, so
+results tables and plots use the same names the user typed. An axis may depend on the
+base experiment (granularity splits the base experts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from raybio.config import deep_merge
+from raybio.config import ExperimentConfig, deep_merge
+
+# Block patterns of the hybrid study (HyenaMoE §3): letters as in raybio.config.BLOCK_TYPES.
+VARIANTS = {
+    "dense": "D",
+    "moe": "A",
+    "pure_hyena": "H",
+    "striped": "HD",
+    "fast": "AHHH",
+    "standard": "AHAH",
+    "expressive": "AAAH",
+}
+
+# Routing rules of the routing study: router kind and whether sigmoid scores are renormalised.
+ROUTERS = {
+    "softmax": {"router": "softmax"},
+    "sigmoid": {"router": "sigmoid", "normalize_scores": True},
+    "sigmoid_unnormalized": {"router": "sigmoid", "normalize_scores": False},
+    "aux_free": {"router": "aux_free"},
+}
 
 
-def _experts(n: int) -> dict:
+def _experts(n: int, base: ExperimentConfig) -> dict:
     # One expert is the dense baseline: a plain SwiGLU FFN, not a router over one expert.
     if n == 1:
         return {"model": {"pattern": "D"}}
     return {"model": {"pattern": "A", "moe": {"num_experts": n}}}
 
 
-AXES: dict[str, Callable[[object], dict]] = {
+def _granularity(g: int, base: ExperimentConfig) -> dict:
+    """Split each expert into g smaller ones and route to g times as many: active FLOPs stay fixed."""
+    moe = base.model.moe
+    hidden = moe.expert_hidden or base.model.ffn_hidden
+    if hidden % g:
+        raise ValueError(f"granularity {g} does not divide the expert hidden size {hidden}")
+    return {
+        "model": {"moe": {"num_experts": moe.num_experts * g, "top_k": moe.top_k * g, "expert_hidden": hidden // g}}
+    }
+
+
+def _variant(name: str, base: ExperimentConfig) -> dict:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose one of {sorted(VARIANTS)}")
+    return {"model": {"pattern": VARIANTS[name]}}
+
+
+def count_params(exp: ExperimentConfig) -> int:
+    """Total parameters of the model an experiment builds (on the meta device: no memory, no init cost)."""
+    import torch
+
+    model_cfg = exp.model.model_copy(update={"vocab_size": exp.data.tokenizer.build().vocab_size})
+    with torch.device("meta"):
+        return sum(p.numel() for p in model_cfg.build().parameters())
+
+
+def _variant_equal_params(name: str, base: ExperimentConfig) -> dict:
+    """The variant's pattern at the width whose parameter count is closest to the base model's."""
+    from raybio.config import validate
+
+    target = count_params(base)
+    step = 2 * base.model.n_heads  # keeps d_model divisible by heads with an even head dim
+    pattern = _variant(name, base)
+    best, best_gap = base.model.d_model, None
+    for d in range(step, 4 * base.model.d_model + 1, step):
+        exp = validate(deep_merge(base.model_dump(), deep_merge(pattern, {"model": {"d_model": d}})))
+        gap = abs(count_params(exp) - target)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = d, gap
+    return deep_merge(pattern, {"model": {"d_model": best}})
+
+
+def _router(name: str, base: ExperimentConfig) -> dict:
+    if name not in ROUTERS:
+        raise ValueError(f"unknown routing rule {name!r}; choose one of {sorted(ROUTERS)}")
+    return {"model": {"moe": ROUTERS[name]}}
+
+
+AXES: dict[str, Callable[[object, ExperimentConfig], dict]] = {
     "experts": _experts,
-    "top_k": lambda k: {"model": {"moe": {"top_k": k}}},
-    "router": lambda r: {"model": {"moe": {"router": r}}},
-    "d_model": lambda d: {"model": {"d_model": d}},
-    "n_layers": lambda n: {"model": {"n_layers": n}},
-    "pattern": lambda p: {"model": {"pattern": p}},
+    "granularity": _granularity,
+    "variant": _variant,
+    "variant_equal_params": _variant_equal_params,
+    "router": _router,
+    "top_k": lambda k, base: {"model": {"moe": {"top_k": k}}},
+    "d_model": lambda d, base: {"model": {"d_model": d}},
+    "n_layers": lambda n, base: {"model": {"n_layers": n}},
+    "pattern": lambda p, base: {"model": {"pattern": p}},
+    # Batch shrinks as windows grow, so every context length sees the same tokens per step.
+    "seq_len": lambda n, base: {
+        "data": {"seq_len": n},
+        "model": {"max_seq_len": max(n, base.model.max_seq_len)},
+        "train": {"batch_size": max(1, base.train.batch_size * base.data.seq_len // n)},
+    },
 }
 
 
@@ -40,15 +117,22 @@ def dotted(path: str, value: object) -> dict:
     return tree
 
 
-def overrides_for(params: dict) -> dict:
+def overrides_for(params: dict, base: ExperimentConfig) -> dict:
     """Config overrides for one trial's axis values (named axes or dotted paths)."""
     out: dict = {}
     for name, value in params.items():
         if name in AXES:
-            part = AXES[name](value)
+            part = AXES[name](value, base)
         elif "." in name:
             part = dotted(name, value)
         else:
             raise ValueError(f"unknown sweep axis {name!r}; use one of {sorted(AXES)} or a dotted config path")
         out = deep_merge(out, part)
     return out
+
+
+def trial_experiment(base: ExperimentConfig, params: dict) -> ExperimentConfig:
+    """The validated experiment of one trial."""
+    from raybio.config import validate
+
+    return validate(deep_merge(base.model_dump(), overrides_for(params, base)))

@@ -1,0 +1,108 @@
+"""Router anatomy of a finished sweep: routing per tag at init and after training, per trial.
+
+Inputs are the corpus windows tagged by modality (when the corpus has several) or else by
+source record (e.g. E. coli vs phage lambda). The untrained model is rebuilt from the
+training seed, so "init" is the exact starting point of the trained checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from raybio.analysis.routing import RouterRecorder, js_by_layer
+from raybio.config import ExperimentConfig
+from raybio.data import storage
+from raybio.data.prepare import default_shards_uri, load_manifest, split_paths
+
+WINDOWS_PER_TAG = 32
+
+
+def tagged_windows(shards_uri: str, manifest: dict, per_tag: int = WINDOWS_PER_TAG) -> tuple[torch.Tensor, list[str]]:
+    """Up to `per_tag` windows for each tag, from validation then training shards."""
+    frames = []
+    for split in ("val", "train"):
+        for uri in split_paths(shards_uri, manifest, split):
+            fs, path = storage.filesystem(uri)
+            with fs.open_input_file(path) as f:
+                frames.append(pq.read_table(f).to_pandas())
+    df = pd.concat(frames, ignore_index=True)
+    tag_col = "modality" if "modality" in df and df["modality"].nunique() > 1 else "record_id"
+    picked = df.groupby(tag_col, sort=True).head(per_tag)
+    tokens = torch.from_numpy(np.stack(picked["tokens"].to_numpy()).astype(np.int64))
+    return tokens, picked[tag_col].astype(str).tolist()
+
+
+def trial_anatomy(model: torch.nn.Module, tokens: torch.Tensor, tags: list[str], vocab: list[str]) -> dict:
+    """Usage per layer and tag, JS divergence per layer, and expert preferences of one model."""
+    model.eval()
+    with RouterRecorder(model) as rec, torch.no_grad():
+        for i in range(0, len(tokens), 16):
+            rec.set_batch(tokens[i : i + 16], tags[i : i + 16])
+            model(tokens[i : i + 16])
+    usage = rec.usage()
+    js = js_by_layer(usage)
+    return {
+        "usage": {str(layer): {t: c.tolist() for t, c in per.items()} for layer, per in usage.items()},
+        "js_by_layer": {str(k): v for k, v in js.items()},
+        # NaN when the inputs carry a single tag: there is nothing to compare.
+        "js_mean": float(np.mean(list(js.values()))) if js else float("nan"),
+        "dead_experts_by_layer": {str(layer): int((sum(per.values()) == 0).sum()) for layer, per in usage.items()},
+        "preferences": {str(k): v for k, v in rec.expert_preferences(vocab).items()},
+    }
+
+
+def _load_trained(exp: ExperimentConfig, checkpoint_uri: str) -> torch.nn.Module:
+    model = exp.model.build()
+    fs, path = storage.filesystem(checkpoint_uri)
+    with fs.open_input_file(f"{path}/model.pt") as f:
+        model.load_state_dict(torch.load(io.BytesIO(f.read()), map_location="cpu"))
+    return model
+
+
+def sweep_anatomy(
+    df: pd.DataFrame, axes: list[str], base: ExperimentConfig, root: str, sweep_uri: str, tb_dir: str
+) -> dict:
+    """Anatomy of every finished MoE trial; writes anatomy.json, TensorBoard heatmaps and scalars."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from raybio.tune.callbacks import trial_label
+    from raybio.tune.space import trial_experiment
+
+    out = {}
+    for _, row in df[(df["status"] == "OK") & df["config.model.pattern"].str.contains("A")].iterrows():
+        params = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in axes}
+        exp = trial_experiment(base, params)
+        shards_uri = default_shards_uri(root, exp.data)
+        manifest = load_manifest(shards_uri)
+        exp.model.vocab_size = manifest["tokenizer"]["vocab_size"]
+        vocab = exp.data.tokenizer.build().vocab
+        tokens, tags = tagged_windows(shards_uri, manifest)
+        torch.manual_seed(exp.train.seed)  # the training loop's init
+        init = trial_anatomy(exp.model.build(), tokens, tags, vocab)
+        ckpt = row["checkpoint_path"]
+        ckpt_uri = ckpt if not storage.is_remote(root) else f"{root.split('://')[0]}://{ckpt}"
+        trained = trial_anatomy(_load_trained(exp, ckpt_uri), tokens, tags, vocab)
+        trained["init_js_by_layer"] = init["js_by_layer"]
+        trained["init_js_mean"] = init["js_mean"]
+        trained["js_change"] = trained["js_mean"] - init["js_mean"]
+        trained["params"] = params
+        out[row["trial_id"]] = trained
+        with SummaryWriter(f"{tb_dir}/trials/{trial_label(params, row['trial_id'])}") as w:
+            for layer, js in trained["js_by_layer"].items():
+                w.add_scalar("anatomy/js_divergence_by_layer", js, int(layer))
+                w.add_scalar("anatomy/init_js_divergence_by_layer", init["js_by_layer"][layer], int(layer))
+            w.add_image("anatomy/expert_usage_layer_x_expert", usage_heatmap(trained["usage"]), 0, dataformats="HW")
+    storage.write_json(storage.join(sweep_uri, "anatomy.json"), out)
+    return out
+
+
+def usage_heatmap(usage: dict[str, dict[str, list]]) -> np.ndarray:
+    """Layer × expert share of routed slots (all tags together), scaled to [0, 1] for an image."""
+    rows = [np.sum(list(per.values()), axis=0) for _, per in sorted(usage.items(), key=lambda kv: int(kv[0]))]
+    mat = np.array([r / max(r.sum(), 1) for r in rows], dtype=np.float32)
+    return mat / max(mat.max(), 1e-9)

@@ -1,0 +1,31 @@
+"""Hybrid-ratio study: attention vs HyenaLite blocks, dense vs MoE, at equal parameter budget.
+
+Variants (per group of four blocks, HyenaMoE §3): dense transformer (D), MoE transformer
+(A), Pure Hyena (H), Striped (H/D alternating), HyenaMoE Fast (1 A : 3 H), Standard
+(2 : 2 alternating) and Expressive (3 A : 1 H). Each variant's width is chosen so its total
+parameter count is closest to the base (dense) model's; equal tokens per trial.
+
+    python sweeps/hybrid_ratio.py --variants dense fast standard expressive
+"""
+
+from __future__ import annotations
+
+from raybio.tune.space import VARIANTS
+from raybio.tune.study import Study, run_study
+
+
+def add_args(g) -> None:
+    g.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), help="variants (default: all; smoke: dense fast)")
+    g.add_argument("--experts", type=int, default=4, help="experts in MoE blocks (default 4)")
+
+
+STUDY = Study(
+    name="hybrid_ratio",
+    question="At equal parameters, how do attention/Hyena ratio and MoE trade loss against throughput and memory?",
+    add_args=add_args,
+    axes=lambda args: {"variant_equal_params": args.variants or (["dense", "fast"] if args.smoke else list(VARIANTS))},
+    overrides=lambda args: ["model.pattern=D", f"model.moe.num_experts={args.experts}", "model.moe.top_k=1"],
+)
+
+if __name__ == "__main__":
+    run_study(STUDY, doc=__doc__)

@@ -1,0 +1,41 @@
+"""Routing study: which routing rule balances experts and learns best (HyenaMoE §4.6 ablation).
+
+Softmax top-k with the Switch load-balancing loss, sigmoid score-normalised top-k
+(g = s / Σ_topk s, no aux loss), the same without normalisation, and DeepSeek-V3's
+aux-loss-free expert bias; each at top-1 and top-2, equal tokens. Reports max/avg expert
+load, coefficient of variation and dead experts per layer, and the router anatomy
+(routing divergence between the bundled E. coli and phage lambda genomes).
+
+    python sweeps/routing.py
+"""
+
+from __future__ import annotations
+
+from raybio.tune.space import ROUTERS
+from raybio.tune.study import Study, run_study
+
+
+def add_args(g) -> None:
+    g.add_argument("--routers", nargs="+", choices=sorted(ROUTERS), help="routing rules (default: all four)")
+    g.add_argument("--top-k", type=int, nargs="+", help="top-k values (default 1 2; smoke: 2)")
+    g.add_argument("--experts", type=int, default=8, help="experts per MoE layer (default 8)")
+
+
+def axes(args) -> dict:
+    routers = args.routers or (["softmax", "sigmoid"] if args.smoke else list(ROUTERS))
+    return {"router": routers, "top_k": args.top_k or ([2] if args.smoke else [1, 2])}
+
+
+STUDY = Study(
+    name="routing",
+    question="Which routing rule keeps experts balanced and alive, and which learns best, at top-1 and top-2?",
+    add_args=add_args,
+    axes=axes,
+    overrides=lambda args: ["model.pattern=A", f"model.moe.num_experts={args.experts}"],
+    # Two genomes, so the router anatomy can compare routing between them.
+    data=["bundled:ecoli", "bundled:lambda"],
+    smoke_data=["bundled:lambda", "bundled:phix"],
+)
+
+if __name__ == "__main__":
+    run_study(STUDY, doc=__doc__)

@@ -1,0 +1,36 @@
+"""Context-length study: throughput and memory vs context for attention vs hybrid models.
+
+Each context length keeps the tokens per step fixed (the batch shrinks as windows grow) and
+trains for the same number of steps: equal tokens. Attention cost per token grows with the
+context; HyenaLite's FFT convolution grows only logarithmically.
+
+    python sweeps/seq_len.py --seq-lens 256 512 1024 2048 --variants dense fast
+"""
+
+from __future__ import annotations
+
+from raybio.tune.space import VARIANTS
+from raybio.tune.study import Study, run_study
+
+
+def add_args(g) -> None:
+    g.add_argument("--seq-lens", type=int, nargs="+", help="context lengths in tokens (default 256 512 1024 2048)")
+    g.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), help="block patterns (default dense fast)")
+
+
+def axes(args) -> dict:
+    if args.smoke:
+        return {"seq_len": args.seq_lens or [32, 64], "variant": args.variants or ["dense"]}
+    return {"seq_len": args.seq_lens or [256, 512, 1024, 2048], "variant": args.variants or ["dense", "fast"]}
+
+
+STUDY = Study(
+    name="seq_len",
+    question="How do throughput and memory scale with context length for attention vs hybrid Hyena models?",
+    add_args=add_args,
+    axes=axes,
+    overrides=lambda args: ["model.moe.top_k=1", "model.moe.num_experts=4"],
+)
+
+if __name__ == "__main__":
+    run_study(STUDY, doc=__doc__)
