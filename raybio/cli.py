@@ -40,13 +40,22 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
-def _sweep(args: argparse.Namespace) -> None:
-    script = Path(args.sweeps_dir) / f"{args.study}.py"
+def _run_script(folder: str, name: str, rest: list[str], what: str) -> None:
+    """Run `<folder>/<name>.py` as if invoked directly with `rest` as its arguments."""
+    script = Path(folder) / f"{name}.py"
     if not script.exists():
-        known = sorted(p.stem for p in Path(args.sweeps_dir).glob("*.py"))
-        sys.exit(f"error: no study {args.study!r} in {args.sweeps_dir}; known: {known}")
-    sys.argv = [str(script), *args.rest]
+        known = sorted(p.stem for p in Path(folder).glob("*.py"))
+        sys.exit(f"error: no {what} {name!r} in {folder}; known: {known}")
+    sys.argv = [str(script), *rest]
     runpy.run_path(str(script), run_name="__main__")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    _run_script(args.sweeps_dir, args.study, args.rest, "study")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    _run_script(args.benchmarks_dir, args.benchmark, args.rest, "benchmark")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -80,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.add_argument("--sweeps-dir", default="sweeps")
     p.set_defaults(fn=_sweep)
+    p = sub.add_parser("bench", help="run a benchmark from benchmarks/ (flags after the name go to it)")
+    p.add_argument("benchmark", help="e.g. moe_layer, hyena_vs_attention, ingest")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("--benchmarks-dir", default="benchmarks")
+    p.set_defaults(fn=_bench)
     p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
     p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
     p.set_defaults(fn=_report)
