@@ -35,11 +35,14 @@ class MoEConfig(_Strict):
     num_shared_experts: int = Field(0, ge=0)
     aux_loss_coef: float = Field(0.01, ge=0)
     z_loss_coef: float = Field(1e-3, ge=0)
-    jitter: float = Field(0.0, ge=0)
+    jitter: float = Field(0.0, ge=0, description="softmax router: multiplicative input noise U(1-j, 1+j) in training")
     bias_update_rate: float = Field(1e-3, ge=0, description="aux_free router: expert-bias step size")
     capacity_factor: float | None = Field(None, gt=0, description="None = dropless")
+    # auto: MegaBlocks on CUDA when installed, else torch; torch: torch._grouped_mm where the build
+    # has it, else a per-expert loop; loop: always the per-expert loop (reference, ablation).
     backend: Literal["auto", "torch", "loop", "megablocks"] = "auto"
     ep_size: int = Field(1, ge=1, description="expert-parallel group size")
+    dead_expert_window: int = Field(100, ge=1, description="an expert is dead after this many training passes unused")
 
     @model_validator(mode="after")
     def _check(self) -> MoEConfig:
@@ -49,7 +52,10 @@ class MoEConfig(_Strict):
                 f"lower moe.top_k or raise moe.num_experts"
             )
         if self.num_experts % self.ep_size:
-            raise ValueError(f"num_experts ({self.num_experts}) must be divisible by ep_size ({self.ep_size})")
+            raise ValueError(
+                f"num_experts ({self.num_experts}) must be divisible by ep_size ({self.ep_size}); "
+                f"choose moe.ep_size among the divisors of moe.num_experts"
+            )
         return self
 
 

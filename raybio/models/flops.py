@@ -66,6 +66,8 @@ def param_counts(model) -> dict[str, int]:
     inactive = 0
     for m in model.modules():
         if isinstance(m, MoE):
-            per_expert = (m.w1_EDH.numel() + m.w3_EDH.numel() + m.w2_EHD.numel()) // m.cfg.num_experts
+            # Per-expert size from one expert's slices, so an EP-sharded layer counts right too.
+            # Shared experts (m.shared) are always active.
+            per_expert = m.w1_EDH[0].numel() + m.w3_EDH[0].numel() + m.w2_EHD[0].numel()
             inactive += per_expert * (m.cfg.num_experts - m.cfg.top_k)
     return {"params_total": total, "params_active": total - inactive}

@@ -1,0 +1,140 @@
+"""Routers: which experts each token goes to, and with what gate weight.
+
+All scores are computed in fp32 whatever the autocast dtype, since top-k on bf16 logits
+ties often and the aux losses are sums of many small terms.
+
+- `softmax`: p = softmax(xW); top-k of p; gates renormalised over the top-k when k > 1
+  (top-1 keeps the raw probability so the router still gets a gradient, as in Switch).
+  Switch load-balancing loss E·Σ_e f_e·P_e, router z-loss mean(logsumexp²), optional
+  multiplicative input jitter in training.
+- `sigmoid`: s = σ(xW) (HyenaMoE eq. 6–7); top-k of s; g = s / Σ_topk s, or raw s when
+  `normalize_scores` is off (ablation). No auxiliary loss.
+- `aux_free`: sigmoid affinities as above, but experts are chosen by s + b with a per-expert
+  bias b that only chooses (gates still come from s) and is nudged toward balance after
+  each optimizer step (DeepSeek-V3). Token counts accumulate over every training forward
+  since the last update, so gradient accumulation updates once per step, with the load of
+  all micro-batches and all workers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from raybio.config import MoEConfig
+
+
+class Routing(NamedTuple):
+    """What a router decided for T tokens. Indexable: `routing[1]` is the expert ids."""
+
+    weights_TK: torch.Tensor  # fp32 gate weight of each chosen expert
+    experts_TK: torch.Tensor  # int64 global expert ids
+    aux_loss: torch.Tensor  # weighted sum of the router losses, added to the training loss
+    balance_loss: torch.Tensor  # unweighted Switch loss (0 where the router has none), for metrics
+    z_loss: torch.Tensor  # unweighted z-loss (0 where the router has none), for metrics
+    probs_TE: torch.Tensor  # the router's distribution over experts, detached, for entropy metrics
+
+
+class Router(nn.Module):
+    """Base: a bias-free linear gate producing fp32 logits."""
+
+    def __init__(self, d_model: int, cfg: MoEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.gate = nn.Linear(d_model, cfg.num_experts, bias=False)
+
+    def logits(self, x_TD: torch.Tensor) -> torch.Tensor:
+        return F.linear(x_TD.float(), self.gate.weight.float())
+
+
+class SoftmaxRouter(Router):
+    """Softmax top-k with Switch load-balancing loss, router z-loss and optional jitter."""
+
+    def forward(self, x_TD: torch.Tensor) -> Routing:
+        cfg = self.cfg
+        E, k = cfg.num_experts, cfg.top_k
+        x_TD = x_TD.float()
+        if self.training and cfg.jitter > 0:
+            x_TD = x_TD * torch.empty_like(x_TD).uniform_(1 - cfg.jitter, 1 + cfg.jitter)
+        logits_TE = self.logits(x_TD)
+        probs_TE = logits_TE.softmax(-1)
+        weights_TK, experts_TK = probs_TE.topk(k, dim=-1)
+        if k > 1:
+            weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
+        # Switch loss: E · Σ_e (fraction of routed slots sent to e) · (mean probability of e).
+        frac_E = torch.bincount(experts_TK.reshape(-1), minlength=E).float() / experts_TK.numel()
+        balance = E * (frac_E * probs_TE.mean(0)).sum()
+        z = logits_TE.logsumexp(-1).pow(2).mean()
+        aux = cfg.aux_loss_coef * balance + cfg.z_loss_coef * z if self.training else balance.new_zeros(())
+        return Routing(weights_TK, experts_TK, aux, balance.detach(), z.detach(), probs_TE.detach())
+
+
+class SigmoidRouter(Router):
+    """Sigmoid affinities, top-k, gates normalised over the top-k (switchable). No aux loss."""
+
+    def select(self, scores_TE: torch.Tensor) -> torch.Tensor:
+        """Expert ids of the top-k; subclasses may choose on other scores."""
+        return scores_TE.topk(self.cfg.top_k, dim=-1).indices
+
+    def forward(self, x_TD: torch.Tensor) -> Routing:
+        scores_TE = torch.sigmoid(self.logits(x_TD))
+        experts_TK = self.select(scores_TE)
+        weights_TK = scores_TE.gather(-1, experts_TK)
+        if self.cfg.normalize_scores:
+            weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
+        zero = scores_TE.new_zeros(())
+        probs_TE = (scores_TE / scores_TE.sum(-1, keepdim=True)).detach()
+        return Routing(weights_TK, experts_TK, zero, zero, zero, probs_TE)
+
+
+class AuxFreeRouter(SigmoidRouter):
+    """Sigmoid router whose expert choice adds a balance bias updated outside backprop."""
+
+    def __init__(self, d_model: int, cfg: MoEConfig):
+        super().__init__(d_model, cfg)
+        self.register_buffer("expert_bias_E", torch.zeros(cfg.num_experts))
+        # Slots routed to each expert since the last bias update. A plain attribute, not a
+        # buffer: DDP broadcasts buffers from rank 0 each forward and would overwrite it.
+        self.pending_load_E: torch.Tensor | None = None
+
+    def select(self, scores_TE: torch.Tensor) -> torch.Tensor:
+        experts_TK = (scores_TE + self.expert_bias_E).topk(self.cfg.top_k, dim=-1).indices
+        if self.training:
+            load_E = torch.bincount(experts_TK.reshape(-1), minlength=self.cfg.num_experts).float()
+            self.pending_load_E = load_E if self.pending_load_E is None else self.pending_load_E + load_E
+        return experts_TK
+
+    @torch.no_grad()
+    def update_bias(self, group: dist.ProcessGroup | None = None) -> None:
+        """b_e += rate · sign(mean load − load_e) over all loads seen since the last call.
+
+        Collective when torch.distributed is initialised: every rank must call it (after
+        each optimizer step), so the bias stays identical everywhere.
+        """
+        load_E = self.pending_load_E
+        if load_E is None:
+            load_E = self.expert_bias_E.new_zeros(self.cfg.num_experts)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(load_E, group=group)
+        if load_E.sum() > 0:
+            self.expert_bias_E += self.cfg.bias_update_rate * torch.sign(load_E.mean() - load_E)
+        self.pending_load_E = None
+
+
+ROUTERS = {"softmax": SoftmaxRouter, "sigmoid": SigmoidRouter, "aux_free": AuxFreeRouter}
+
+
+def build_router(d_model: int, cfg: MoEConfig) -> Router:
+    """The router `cfg.router` names."""
+    return ROUTERS[cfg.router](d_model, cfg)
+
+
+def update_expert_bias(model: nn.Module) -> None:
+    """Aux-loss-free bias step for every `aux_free` router in `model`; call after `opt.step()`."""
+    for m in model.modules():
+        if isinstance(m, AuxFreeRouter):
+            m.update_bias()
