@@ -1,4 +1,10 @@
-"""Ray Data datasets over prepared shards, and the per-batch objectives (MLM masking, NTP)."""
+"""Ray Data datasets over prepared shards, and the per-batch objectives (MLM masking, NTP).
+
+Training data flow: `read_split` (streaming parquet read, shard order permuted by the seed,
+optional modality re-weighting) -> Ray Train splits it equally across workers
+(`ingest_options` keeps the order, so each worker's stream is deterministic) ->
+`iter_batches` (local shuffle buffer, `TokensCollate`) -> `mlm_mask` / `ntp_targets`.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +12,144 @@ import numpy as np
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from raybio.data import storage
 from raybio.data.prepare import local_path, split_paths
+from raybio.data.tokenizers import MODALITIES
 
 IGNORE = -100
+READ_CPUS = 0.25
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
-def read_split(shards_uri: str, manifest: dict, split: str):
-    """A streaming Ray Dataset of one split's windows."""
+def read_split(
+    shards_uri: str,
+    manifest: dict,
+    split: str,
+    *,
+    mix: dict[str, float] | None = None,
+    seed: int = 0,
+    s3=None,
+):
+    """A streaming Ray Dataset of one split's windows: columns `tokens` and `modality`.
+
+    For the train split the shard order is permuted by `seed` (a block-order shuffle that
+    keeps the read streaming) and `mix` re-weights modalities (see `ModalityMixer`).
+    """
     import ray.data
 
-    from raybio.data.storage import filesystem
-
     paths = [local_path(p) for p in split_paths(shards_uri, manifest, split)]
-    fs = filesystem(shards_uri)[0] if shards_uri.startswith("s3://") else None
-    if fs is not None:
+    fs = None
+    if storage.is_remote(shards_uri):
+        fs = storage.filesystem(shards_uri, storage.s3_options(s3))[0]
         paths = [p.removeprefix("s3://") for p in paths]
+    if split == "train":
+        paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
     # Training workers may hold every CPU of a small machine, so reads must fit in a CPU
     # share. The DataSourceV2 parquet path adds a file-listing task that always asks for a
     # whole CPU (and then waits forever for one); the V1 path honours `num_cpus` everywhere.
     ctx = ray.data.DataContext.get_current()
     saved, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
-        return ray.data.read_parquet(paths, filesystem=fs, columns=["tokens"], ray_remote_args={"num_cpus": 0.25})
+        ds = ray.data.read_parquet(
+            paths,
+            filesystem=fs,
+            columns=["tokens", "modality"],
+            partitioning=None,
+            ray_remote_args={"num_cpus": READ_CPUS},
+        )
     finally:
         ctx.use_datasource_v2 = saved
+    if split == "train" and mix:
+        mixer = ModalityMixer(mix, manifest["splits"]["train"]["modalities"], seed)
+        ds = ds.map_batches(mixer, batch_format="numpy", num_cpus=READ_CPUS)
+    return ds
+
+
+class ModalityMixer:
+    """Re-weights modalities to `weights` of the train rows by deterministic resampling.
+
+    A modality with n_m of the N rows and weight w_m is repeated r_m = w_m * N / n_m times
+    on average: floor(r_m) copies of each row plus one more with probability frac(r_m),
+    decided by a hash of the row's tokens and the seed (so it is the same in every run).
+    """
+
+    def __init__(self, weights: dict[str, float], counts: dict[str, dict], seed: int):
+        missing = sorted(m for m in weights if not counts.get(m, {}).get("rows"))
+        if missing:
+            raise ValueError(
+                f"data.mix weights modalities {missing} that the corpus does not have (it has {sorted(counts)})"
+            )
+        total_w = sum(weights.values())
+        n = sum(counts[m]["rows"] for m in weights)
+        self.rate = np.array(
+            [weights.get(m, 0.0) / total_w * n / counts[m]["rows"] if m in weights else 0.0 for m in MODALITIES]
+        )
+        self.seed = np.uint64(seed)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tokens = _tokens_2d(batch["tokens"])
+        mod = modality_ids(batch["modality"])
+        rate = self.rate[mod]
+        u = _row_hash(tokens, self.seed)
+        copies = np.floor(rate).astype(np.int64) + (u < rate - np.floor(rate))
+        return {"tokens": np.repeat(tokens, copies, axis=0), "modality": np.repeat(batch["modality"], copies)}
+
+
+def _row_hash(tokens_BL: np.ndarray, seed: np.uint64) -> np.ndarray:
+    """A uniform [0, 1) number per row from its tokens and the seed (FNV-style mixing)."""
+    h = np.full(tokens_BL.shape[0], seed ^ np.uint64(0xCBF29CE484222325), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in tokens_BL.T.astype(np.uint64):
+            h = (h ^ col) * _HASH_MULT
+        h ^= h >> np.uint64(29)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _tokens_2d(tokens: np.ndarray) -> np.ndarray:
+    return np.stack(tokens) if tokens.dtype == object else tokens  # list column without a fixed size
+
+
+def modality_ids(modality: np.ndarray) -> np.ndarray:
+    """Modality names -> indices into MODALITIES."""
+    out = np.zeros(len(modality), dtype=np.int64)
+    for i, name in enumerate(MODALITIES[1:], start=1):
+        out[modality == name] = i
+    return out
+
+
+def ingest_options():
+    """Ray Train ingest options: the default ones, with the row order preserved.
+
+    Preserving order makes Ray Train's equal split hand every worker the same rows in the
+    same order in every run with the same seed.
+    """
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
 
 
 class TokensCollate(NumpyBatchCollateFn):
-    """Collate a Ray Data batch into a (B, L) int64 token tensor."""
+    """Collate a Ray Data batch into {"tokens": (B, L) int64, "modality": (B,) int64 index into MODALITIES}."""
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
-        tokens = batch["tokens"]
-        if tokens.dtype == object:  # list column read without a fixed size
-            tokens = np.stack(tokens)
-        return torch.from_numpy(tokens.astype(np.int64))
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        tokens = _tokens_2d(batch["tokens"])
+        out = {"tokens": torch.from_numpy(tokens.astype(np.int64))}
+        if "modality" in batch:
+            out["modality"] = torch.from_numpy(modality_ids(batch["modality"]))
+        return out
+
+
+def iter_batches(shard, batch_size: int, *, shuffle_buffer: int = 0, seed: int | None = None, drop_last=False):
+    """Collated batches from a worker's dataset shard, through a local shuffle buffer of rows."""
+    return shard.iter_torch_batches(
+        batch_size=batch_size,
+        collate_fn=TokensCollate(),
+        local_shuffle_buffer_size=shuffle_buffer or None,
+        local_shuffle_seed=seed if shuffle_buffer else None,
+        drop_last=drop_last,
+    )
 
 
 def mlm_mask(
@@ -53,6 +163,7 @@ def mlm_mask(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: pick `mask_prob` of tokens; 80% -> <mask>, 10% random, 10% unchanged.
 
+    Ids below `n_special` (padding, separators, modality tokens) are never picked.
     `mask_only` replaces every picked token by <mask> (a stricter evaluation: the model
     cannot copy the answer from its input).
     """

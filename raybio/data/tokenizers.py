@@ -1,89 +1,328 @@
-"""Nucleotide Transformer–style non-overlapping k-mer tokenizer, vectorised with numpy.
+"""Tokenizers for DNA and protein: k-mer, single nucleotide, protein residue, joint multi-omic.
 
-A sequence is split at every `N`; each N-free run is cut into non-overlapping k-mers from
-its start, and the remainder (fewer than k bases) is emitted as single nucleotides. Each
-`N` is its own token. Decoding concatenates token strings, so decode(encode(s)) == s.
+Every tokenizer starts its vocabulary with `SPECIAL_TOKENS` (ids 0..6); the joint
+multi-omic vocabulary adds one modality token per modality right after them. Each
+tokenizer's `spec` (stored in the manifest) carries `n_special` (ids below it are never
+masked or predicted as content) and `mask_id`, so training never has to guess the layout.
+
+Encoding works on bytes with numpy lookup tables and strided views (no per-character
+Python loop, no int64 temporaries): tens of millions of bases per second per core.
+BPE (HF `tokenizers`) lives in `raybio.data.bpe`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 
 import numpy as np
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<cls>", "<sep>", "<mask>", "<bos>", "<eos>")
-_BASES = "ACGT"
+PAD_ID, UNK_ID, MASK_ID, EOS_ID = 0, 1, 4, 6
+MODALITIES = ("dna", "protein")  # the `modality` column of the shards stores the index into this
+DNA_BASES = "ACGT"
+PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
+_INVALID = 0xFFFF
 
 
-class KmerTokenizer:
-    """Non-overlapping k-mer tokenizer over A/C/G/T with N and single-base fallbacks."""
+def _ascii(seq: str | bytes) -> bytes:
+    return seq if isinstance(seq, bytes) else seq.encode("ascii", errors="replace")
 
-    def __init__(self, k: int = 3):
-        if not 1 <= k <= 6:
-            raise ValueError(f"k-mer size k={k} not supported; choose 1..6")
-        self.k = k
-        kmers = ["".join(p) for p in itertools.product(_BASES, repeat=k)]
-        singles = list(_BASES) if k > 1 else []
-        self.vocab: list[str] = [*SPECIAL_TOKENS, *kmers, *singles, "N"]
-        self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
-        self.pad_id, self.unk_id = 0, 1
-        self.mask_id = self.token_to_id["<mask>"]
-        self.n_special = len(SPECIAL_TOKENS)
-        self._kmer0 = self.n_special
-        self._single0 = self._kmer0 + 4**k if k > 1 else self._kmer0
-        self.n_id = self.token_to_id["N"]
-        # Byte -> base code (A0 C1 G2 T3 N4, 255 = invalid).
-        lut = np.full(256, 255, dtype=np.uint8)
-        for i, ch in enumerate("ACGTN"):
-            lut[ord(ch)] = lut[ord(ch.lower())] = i
-        self._lut = lut
+
+def _invalid(seq: bytes, ids: np.ndarray, what: str, allowed: str) -> ValueError:
+    pos = int(np.argmax(ids == _INVALID))
+    return ValueError(f"invalid {what} character {chr(seq[pos])!r} at position {pos}; allowed: {allowed}")
+
+
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For counts [2, 0, 3]: owners [0, 0, 2, 2, 2] and indices [0, 1, 0, 1, 2]."""
+    owner = np.repeat(np.arange(counts.size), counts)
+    index = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    return owner, index
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits, else uint32 (the shards store tokens in this type)."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+class _Vocab:
+    """Shared parts: vocabulary list, spec, JSON form, decode."""
+
+    kind: str
+    vocab: list[str]
+    n_special: int = len(SPECIAL_TOKENS)
+    mask_id, pad_id, eos_id = MASK_ID, PAD_ID, EOS_ID
+    modalities: tuple[str, ...] = ("dna",)
 
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    def _params(self) -> dict:
+        return {}
+
     @property
     def spec(self) -> dict:
-        return {"kind": "kmer", "k": self.k, "vocab_size": self.vocab_size}
+        return {
+            "kind": self.kind,
+            **self._params(),
+            "vocab_size": self.vocab_size,
+            "n_special": self.n_special,
+            "mask_id": self.mask_id,
+            "pad_id": self.pad_id,
+            "eos_id": self.eos_id,
+            "modalities": list(self.modalities),
+            "modality_token_ids": self.modality_token_ids,
+            "dtype": token_dtype(self.vocab_size).name,
+        }
 
-    def encode(self, seq: str) -> np.ndarray:
-        """Token ids (uint16) for a DNA string; raises ValueError naming the first bad character."""
-        codes = self._lut[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-        if codes.size and codes.max() == 255:
-            pos = int(np.argmax(codes == 255))
-            raise ValueError(f"invalid DNA character {seq[pos]!r} at position {pos}; allowed: ACGTN")
-        n = codes.size
-        if n == 0:
-            return np.zeros(0, dtype=np.uint16)
-        is_n = codes == 4
-        idx = np.arange(n)
-        # Start and end of the N-free (or N) run containing each position.
-        change = np.ones(n, dtype=bool)
-        change[1:] = is_n[1:] != is_n[:-1]
-        run_start = np.maximum.accumulate(np.where(change, idx, 0))
-        starts = np.flatnonzero(change)
-        ends = np.append(starts[1:], n)
-        run_end = np.repeat(ends, np.diff(np.append(starts, n)))
-        offset = idx - run_start
-        k = self.k
-        full_end = run_start + (run_end - run_start) // k * k  # end of the last whole k-mer
-        in_kmers = (~is_n) & (idx < full_end)
-        kmer_start = in_kmers & (offset % k == 0)
-        single = (~is_n) & ~in_kmers
-        # k-mer value at every position (only read where kmer_start): base-4 number of codes[i:i+k].
-        padded = np.concatenate([codes.astype(np.int64), np.zeros(k, dtype=np.int64)])
-        value = np.zeros(n, dtype=np.int64)
-        for j in range(k):
-            value = value * 4 + np.minimum(padded[j : j + n], 3)
-        ids = np.where(kmer_start, self._kmer0 + value, self._single0 + np.minimum(codes, 3).astype(np.int64))
-        ids = np.where(is_n, self.n_id, ids)
-        emit = kmer_start | single | is_n
-        return ids[emit].astype(np.uint16)
+    @property
+    def modality_token_ids(self) -> dict[str, int]:
+        return {}
+
+    @property
+    def unknown_ids(self) -> list[int]:
+        """Ids of the unknown-residue tokens (N for DNA, X for protein)."""
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        """Canonical JSON of the tokenizer (saved beside the shards; its sha256 identifies it)."""
+        return json.dumps({"spec": self.spec, "vocab": self.vocab}, sort_keys=True)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     def decode(self, ids) -> str:
         """Concatenate token strings; special tokens are dropped."""
         return "".join(self.vocab[int(i)] for i in ids if int(i) >= self.n_special)
 
-    def token_bases(self) -> np.ndarray:
-        """Bases covered by each token id (0 for specials); for per-base metrics."""
+    def token_lengths(self) -> np.ndarray:
+        """Residues covered by each token id (0 for specials); for per-residue metrics."""
         return np.array([0 if i < self.n_special else len(t) for i, t in enumerate(self.vocab)])
+
+    def check_modality(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise ValueError(
+                f"tokenizer {self.kind!r} encodes {'/'.join(self.modalities)} only, not {modality}; "
+                f"use tokenizer kind 'protein' (protein only), 'multiomic' (DNA + protein) or 'bpe'"
+            )
+
+
+class KmerTokenizer(_Vocab):
+    """Nucleotide Transformer–style non-overlapping k-mers over A/C/G/T.
+
+    A sequence is split at every `N`; each N-free run is cut into k-mers from its start and
+    the remainder (fewer than k bases) is emitted as single nucleotides. Each `N` is its own
+    token, so decode(encode(s)) == s. `first_id` places the DNA tokens after other tokens
+    (the multi-omic vocabulary uses it).
+    """
+
+    kind = "kmer"
+
+    def __init__(self, k: int = 3, first_id: int = len(SPECIAL_TOKENS)):
+        if not 1 <= k <= 6:
+            raise ValueError(f"k-mer size k={k} not supported; choose 1..6")
+        self.k = k
+        kmers = ["".join(p) for p in itertools.product(DNA_BASES, repeat=k)]
+        singles = list(DNA_BASES) if k > 1 else []
+        self.dna_tokens = [*kmers, *singles, "N"]
+        self.vocab = [*SPECIAL_TOKENS, *self.dna_tokens]
+        self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
+        self._kmer0 = first_id
+        self._single0 = first_id + 4**k if k > 1 else first_id
+        self.n_id = first_id + len(self.dna_tokens) - 1
+        # Byte -> base code (A0 C1 G2 T3 N4; 255 = invalid); lower case is accepted.
+        lut = np.full(256, 255, dtype=np.uint8)
+        for i, ch in enumerate("ACGTN"):
+            lut[ord(ch)] = lut[ord(ch.lower())] = i
+        self._lut = lut
+
+    def _params(self) -> dict:
+        return {"k": self.k}
+
+    @property
+    def unknown_ids(self) -> list[int]:
+        return [self.n_id]
+
+    def encode(self, seq: str | bytes, modality: str = "dna") -> np.ndarray:
+        """Token ids (uint16) for a DNA string; raises ValueError naming the first bad character."""
+        self.check_modality(modality)
+        raw = _ascii(seq)
+        codes = self._lut[np.frombuffer(raw, dtype=np.uint8)]
+        if codes.size and codes.max() == 255:
+            pos = int(np.argmax(codes == 255))
+            raise ValueError(
+                f"invalid DNA character {chr(raw[pos])!r} at position {pos}; allowed: ACGTN"
+                + (" (this looks like protein: use a protein-capable tokenizer)" if chr(raw[pos]) in "EFILPQ" else "")
+            )
+        is_n = codes == 4
+        if not is_n.any():
+            return self._encode_run(codes)
+        return self._encode_segments(codes, is_n)
+
+    def _encode_run(self, codes_R: np.ndarray) -> np.ndarray:
+        """k-mers of an N-free run via a (m, k) strided view, then the remainder as singles."""
+        k = self.k
+        m = codes_R.size // k
+        full_MK = codes_R[: m * k].reshape(m, k)
+        ids = full_MK[:, 0].astype(np.uint16)
+        for j in range(1, k):
+            ids <<= 2
+            ids |= full_MK[:, j]
+        ids += self._kmer0
+        rem = codes_R[m * k :]
+        if rem.size == 0:
+            return ids
+        return np.concatenate([ids, rem.astype(np.uint16) + self._single0])
+
+    def _encode_segments(self, codes: np.ndarray, is_n: np.ndarray) -> np.ndarray:
+        """Sequences with N: every N-run and N-free run is a segment; all segments at once.
+
+        A segment emits `m` k-mers then `r` single tokens (for an N-run: m = 0, r = its
+        length). Output offsets are a cumulative sum, so k-mers and singles are scattered
+        straight into place with ragged aranges; the work is O(tokens) in numpy.
+        """
+        k, n = self.k, codes.size
+        change = np.flatnonzero(is_n[1:] != is_n[:-1]) + 1
+        seg_start = np.concatenate([[0], change])
+        seg_len = np.diff(np.concatenate([seg_start, [n]]))
+        seg_n = is_n[seg_start]
+        m = np.where(seg_n, 0, seg_len // k)
+        r = seg_len - m * k
+        off = np.cumsum(m + r) - (m + r)
+        out = np.empty(int((m + r).sum()), dtype=np.uint16)
+
+        seg, i = _ragged(m)  # k-mer i of segment seg starts at seg_start + k * i
+        pos = seg_start[seg] + k * i
+        value = codes[pos].astype(np.uint16)
+        for j in range(1, k):
+            value <<= 2
+            value |= codes[pos + j]
+        out[off[seg] + i] = value + self._kmer0
+
+        seg, i = _ragged(r)  # single j of segment seg sits at seg_start + k * m + j
+        src = seg_start[seg] + k * m[seg] + i
+        out[off[seg] + m[seg] + i] = np.where(is_n[src], self.n_id, codes[src].astype(np.uint16) + self._single0)
+        return out
+
+    def token_bases(self) -> np.ndarray:
+        """Bases covered by each token id (0 for specials)."""
+        return self.token_lengths()
+
+
+class NucleotideTokenizer(KmerTokenizer):
+    """One token per base (A, C, G, T, N): the k = 1 case under its own name."""
+
+    kind = "nucleotide"
+
+    def __init__(self, first_id: int = len(SPECIAL_TOKENS)):
+        super().__init__(1, first_id)
+
+    def _params(self) -> dict:
+        return {}
+
+
+class ProteinTokenizer(_Vocab):
+    """One token per residue: the 20 standard amino acids and X (unknown)."""
+
+    kind = "protein"
+    modalities = ("protein",)
+
+    def __init__(self, first_id: int = len(SPECIAL_TOKENS)):
+        self.protein_tokens = [*PROTEIN_RESIDUES, "X"]
+        self.vocab = [*SPECIAL_TOKENS, *self.protein_tokens]
+        lut = np.full(256, _INVALID, dtype=np.uint16)
+        for i, ch in enumerate(self.protein_tokens):
+            lut[ord(ch)] = lut[ord(ch.lower())] = first_id + i
+        self._lut = lut
+        self.x_id = first_id + len(PROTEIN_RESIDUES)
+
+    @property
+    def unknown_ids(self) -> list[int]:
+        return [self.x_id]
+
+    def encode(self, seq: str | bytes, modality: str = "protein") -> np.ndarray:
+        """Token ids (uint16) for a protein string; raises ValueError naming the first bad character."""
+        self.check_modality(modality)
+        raw = _ascii(seq)
+        ids = self._lut[np.frombuffer(raw, dtype=np.uint8)]
+        if ids.size and ids.max() == _INVALID:
+            raise _invalid(raw, ids, "protein", PROTEIN_RESIDUES + "X")
+        return ids
+
+
+class MultiOmicTokenizer(_Vocab):
+    """Joint DNA + protein vocabulary: specials, modality tokens, DNA k-mers, protein residues.
+
+    DNA and protein tokens get disjoint ids even where letters coincide (A, C, G, T), and
+    each window the shards hold starts with its modality token (`<dna>` or `<protein>`).
+    """
+
+    kind = "multiomic"
+    modalities = MODALITIES
+
+    def __init__(self, k: int = 3):
+        self.k = k
+        self.modality_tokens = [f"<{m}>" for m in MODALITIES]
+        self.n_special = len(SPECIAL_TOKENS) + len(MODALITIES)
+        self.dna = KmerTokenizer(k, first_id=self.n_special)
+        self.protein = ProteinTokenizer(first_id=self.n_special + len(self.dna.dna_tokens))
+        self.vocab = [*SPECIAL_TOKENS, *self.modality_tokens, *self.dna.dna_tokens, *self.protein.protein_tokens]
+
+    def _params(self) -> dict:
+        return {"k": self.k}
+
+    @property
+    def modality_token_ids(self) -> dict[str, int]:
+        return {m: len(SPECIAL_TOKENS) + i for i, m in enumerate(MODALITIES)}
+
+    @property
+    def unknown_ids(self) -> list[int]:
+        return [self.dna.n_id, self.protein.x_id]
+
+    def encode(self, seq: str | bytes, modality: str = "dna") -> np.ndarray:
+        self.check_modality(modality)
+        return (self.dna if modality == "dna" else self.protein).encode(seq, modality)
+
+
+def build_tokenizer(cfg) -> _Vocab:
+    """The tokenizer a `TokenizerConfig` names (BPE is trained on the corpus: see `raybio.data.bpe`)."""
+    if cfg.kind == "kmer":
+        return KmerTokenizer(cfg.k)
+    if cfg.kind == "nucleotide":
+        return NucleotideTokenizer()
+    if cfg.kind == "protein":
+        return ProteinTokenizer()
+    if cfg.kind == "multiomic":
+        return MultiOmicTokenizer(cfg.k)
+    raise ValueError(f"tokenizer kind {cfg.kind!r} is trained on the corpus; build it with raybio.data.bpe.train_bpe")
+
+
+def tokenizer_from_json(text: str):
+    """Rebuild a tokenizer from the `tokenizer.json` saved beside the shards."""
+    obj = json.loads(text)
+    spec = obj["spec"]
+    if spec["kind"] == "bpe":
+        from raybio.data.bpe import BPETokenizer
+
+        return BPETokenizer.from_dict(obj)
+    kinds = {
+        "kmer": lambda: KmerTokenizer(spec["k"]),
+        "nucleotide": NucleotideTokenizer,
+        "protein": ProteinTokenizer,
+        "multiomic": lambda: MultiOmicTokenizer(spec["k"]),
+    }
+    tok = kinds[spec["kind"]]()
+    if tok.vocab != obj["vocab"]:
+        raise ValueError(f"saved {spec['kind']} tokenizer vocabulary differs from this raybio version's")
+    return tok
+
+
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+def reverse_complement(seq: str) -> str:
+    """Reverse complement of a DNA string over A/C/G/T/N."""
+    return seq.translate(_COMPLEMENT)[::-1]
