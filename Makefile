@@ -23,15 +23,15 @@ demo: $(STAMP)
 	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python sweeps/expert_count.py
 
 test: $(STAMP)
-	$(BIN)/ruff check raybio sweeps tests benchmarks
+	$(BIN)/ruff check .
 	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
 	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check raybio sweeps tests benchmarks
-	$(BIN)/ruff format --check raybio sweeps tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
