@@ -89,6 +89,8 @@ class ModelConfig(_Strict):
     max_seq_len: int = Field(1024, ge=8)
     rope_theta: float = 10000.0
     tie_embeddings: bool = True
+    # µP (raybio/models/mup.py): the width at which the LR was tuned; None = standard parameterisation.
+    base_d_model: int | None = Field(None, ge=8, description="µP base width; hidden LRs and init scale with it")
     moe: MoEConfig = Field(default_factory=MoEConfig)
     hyena: HyenaConfig = Field(default_factory=HyenaConfig)
 
@@ -202,7 +204,9 @@ class DataConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    engine: Literal["ddp"] = "ddp"
+    # ddp: torch DDP. deepspeed: DeepSpeed ZeRO `zero_stage` (0-3) with a torch AdamW; bf16 on GPU, fp32 on CPU.
+    engine: Literal["ddp", "deepspeed"] = "ddp"
+    zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage (engine=deepspeed only)")
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
@@ -211,6 +215,7 @@ class TrainConfig(_Strict):
     lr: float = Field(2e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     warmup_steps: int = Field(20, ge=0)
+    schedule: Literal["cosine", "linear"] = Field("cosine", description="decay after warmup down to min_lr_ratio")
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -218,11 +223,20 @@ class TrainConfig(_Strict):
     eval_every: int = Field(100, ge=0, description="validate every N steps (a multiple of log_every; 0 = at the end)")
     eval_batches: int = Field(8, ge=1)
     seed: int = 0
+    checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (a multiple of log_every; 0 = at the end)")
+    num_to_keep: int = Field(2, ge=1, description="checkpoints kept in storage (the newest)")
+    max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = unlimited)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.eval_every % self.log_every:
             raise ValueError(f"eval_every ({self.eval_every}) must be a multiple of log_every ({self.log_every})")
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(
+                f"checkpoint_every ({self.checkpoint_every}) must be a multiple of log_every ({self.log_every})"
+            )
+        if self.zero_stage and self.engine != "deepspeed":
+            raise ValueError(f"zero_stage={self.zero_stage} needs engine=deepspeed (engine is {self.engine!r})")
         return self
 
 

@@ -60,6 +60,10 @@ class BioLM(nn.Module):
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
         self.reset_parameters()
+        if cfg.base_d_model:
+            from raybio.models.mup import apply_mup  # µP: width-scaled init and 1/m output logits
+
+            apply_mup(self, cfg)
 
     def reset_parameters(self) -> None:
         """GPT-2 style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2·depth)."""

@@ -1,14 +1,11 @@
-"""The Ray Train worker loop: stream batches, train with DDP, measure, report, checkpoint."""
+"""The Ray Train worker loop: stream batches, train (DDP or DeepSpeed), measure, report, checkpoint, resume."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
-import json
 import logging
-import math
-import os
-import tempfile
 import time
 
 import ray.train
@@ -17,44 +14,27 @@ import torch
 import torch.distributed as dist
 
 from raybio.config import ExperimentConfig
-from raybio.data.loader import TokensCollate, mlm_mask, ntp_targets
+from raybio.data.loader import iter_batches, mlm_mask, ntp_targets
 from raybio.models.flops import flops_per_token, param_counts
+from raybio.train import checkpoint
+from raybio.train.engine import build_engine, uses_bf16
 from raybio.train.metrics import StepMeter
 
 VAL_SEED = 1234  # validation masks are identical at every evaluation and in every trial
-
-
-def lr_lambda(cfg) -> callable:
-    """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at `max_steps`."""
-
-    def fn(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return fn
-
-
-def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW; matrices decay, norms and vectors do not."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
 
 
 class Objective:
     """Turns a (B, L) token batch into model inputs and labels for MLM or NTP."""
 
     def __init__(self, exp: ExperimentConfig, tokenizer_spec: dict):
-        from raybio.data.tokenizers import SPECIAL_TOKENS
+        from raybio.data.tokenizers import MASK_ID, SPECIAL_TOKENS
 
         self.kind = exp.model.objective
         self.mask_prob = exp.data.mask_prob
         self.vocab_size = tokenizer_spec["vocab_size"]
-        self.n_special = len(SPECIAL_TOKENS)
-        self.mask_id = SPECIAL_TOKENS.index("<mask>")
+        # Ids below n_special (specials, modality tokens) are never masked; older manifests lack the keys.
+        self.n_special = tokenizer_spec.get("n_special", len(SPECIAL_TOKENS))
+        self.mask_id = tokenizer_spec.get("mask_id", MASK_ID)
 
     def __call__(self, tokens_BL: torch.Tensor, gen: torch.Generator, mask_only: bool = False):
         if self.kind == "ntp":
@@ -65,8 +45,7 @@ class Objective:
 
 
 def autocast(device: torch.device, precision: str):
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if bf16:
+    if uses_bf16(precision, device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -81,10 +60,11 @@ def evaluate(model, val_iter, objective: Objective, exp: ExperimentConfig, devic
     model.eval()
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     sums = torch.zeros(4, dtype=torch.float64)  # loss·n, n, mask-only loss·n, n
-    batches = val_iter.iter_torch_batches(batch_size=exp.train.batch_size, collate_fn=TokensCollate())
-    for i, tokens in enumerate(itertools.islice(batches, exp.train.eval_batches * world)):
+    batches = iter_batches(val_iter, exp.train.batch_size)
+    for i, batch in enumerate(itertools.islice(batches, exp.train.eval_batches * world)):
         if i % world != rank:
             continue
+        tokens = batch["tokens"]
         variants = [False, True] if objective.kind == "mlm" else [False]
         for j, mask_only in enumerate(variants):
             gen = torch.Generator().manual_seed(VAL_SEED + i)
@@ -112,13 +92,19 @@ def _quiet_report_log() -> None:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Entry point of each Ray Train worker. `config` = {"experiment": dict, "manifest": dict}."""
+    """Entry point of each Ray Train worker. `config` = {"experiment": dict, "manifest": dict}.
+
+    Starts from the run's latest checkpoint when there is one (after a worker or node failure,
+    or a run started again under the same name): weights, optimizer, schedule, RNG states and
+    data position come back, so the loss trajectory continues as if never interrupted.
+    """
+    t_start = time.perf_counter()
     _quiet_report_log()
     exp = ExperimentConfig.model_validate(config["experiment"])
     manifest = config["manifest"]
     tcfg = exp.train
     ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(tcfg.seed)  # same init on every worker, DDP keeps them equal
     device = ray.train.torch.get_device()
 
@@ -127,10 +113,8 @@ def train_loop_per_worker(config: dict) -> None:
     model = exp.model.build()
     counts = param_counts(model)
     flops = flops_per_token(exp.model, seq_len)
-    model = ray.train.torch.prepare_model(model)
-    raw_model = model.module if hasattr(model, "module") else model
-    opt = build_optimizer(model, tcfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tcfg))
+    engine = build_engine(model, exp, device)
+    model, raw_model = engine.model, engine.raw_model
     objective = Objective(exp, manifest["tokenizer"])
     gen = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
 
@@ -141,37 +125,51 @@ def train_loop_per_worker(config: dict) -> None:
         "flops_per_token_fwd": flops.forward,
         "flops_per_token_train": flops.train,
         "unigram_entropy_nats": manifest["unigram_entropy_nats"],
-        "world_size": ctx.get_world_size(),
+        "world_size": world,
     }
-    latest_val = {**evaluate(model, val_iter, objective, exp, device), "val_step": 0}
-    initial = {f"init_{k}": v for k, v in latest_val.items() if k != "val_step"}
-
     meter = StepMeter(device, flops.train)
-    step, t_ready = 0, time.perf_counter()
-    last_loss = float("nan")
+    restored = checkpoint.restore(engine, rank, world)
+    if restored:
+        state, rank_state = restored
+        checkpoint.set_rng_state(rank_state["rng"], gen)
+        meter.cum_tokens = rank_state["tokens_seen"]
+        initial, latest_val = state.metrics["initial"], state.metrics["latest_val"]
+        static |= {"resumed_from_step": state.step, "restore_time_s": time.perf_counter() - t_start}
+    else:
+        state = checkpoint.TrainState(world_size=world)
+        latest_val = {**evaluate(model, val_iter, objective, exp, device), "val_step": 0}
+        initial = {f"init_{k}": v for k, v in latest_val.items() if k != "val_step"}
+        static |= {"resumed_from_step": 0}
+
+    step, last_loss = state.step, float("nan")
     while step < tcfg.max_steps:
-        for tokens in train_shard.iter_torch_batches(batch_size=tcfg.batch_size, collate_fn=TokensCollate()):
+        # The local shuffle is seeded per epoch, so a resumed run replays the same order.
+        shuffle = {"shuffle_buffer": exp.data.shuffle_buffer, "seed": tcfg.seed + state.epoch}
+        batches = iter(iter_batches(train_shard, tcfg.batch_size, **shuffle))
+        # Mid-epoch resume: the split streams in a fixed order (DataConfig preserve_order), so
+        # dropping the batches trained on before the checkpoint lands every rank on its next batch.
+        collections.deque(itertools.islice(batches, state.batch_in_epoch), maxlen=0)
+        t_ready = time.perf_counter()
+        for batch in batches:
             t_batch = time.perf_counter()
-            inputs, labels = objective(tokens, gen)
+            inputs, labels = objective(batch["tokens"], gen)
             inputs, labels = inputs.to(device), labels.to(device)
             with autocast(device, tcfg.precision):
                 out = model(inputs, labels)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            engine.backward(out.loss)
+            engine.step()
             last_loss = out.lm_loss.item()  # .item() syncs, so the step time below is real
             t_done = time.perf_counter()
             meter.add(inputs.numel(), t_done - t_batch, t_batch - t_ready)
             step += 1
+            state.step, state.batch_in_epoch = step, state.batch_in_epoch + 1
             final = step >= tcfg.max_steps
             if step % tcfg.log_every == 0 or final:
                 metrics = {
                     "step": step,
                     "loss": last_loss,
                     "aux_loss": out.aux_loss.item(),
-                    "lr": sched.get_last_lr()[0],
+                    "lr": engine.lr,
                     **meter.summary(),
                     **static,
                     **initial,
@@ -182,13 +180,18 @@ def train_loop_per_worker(config: dict) -> None:
                 # Every report carries the latest evaluation (val_step says when it was taken),
                 # so searchers and schedulers always find their metric.
                 metrics.update(latest_val)
-                if final:
-                    _report_with_checkpoint(metrics, raw_model, exp, manifest, rank)
+                if final or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0):
+                    state.metrics = {"initial": initial, "latest_val": latest_val}
+                    rank_state = {"rng": checkpoint.rng_state(gen), "tokens_seen": meter.cum_tokens}
+                    export = {"config.json": {"experiment": exp.model_dump(), "tokenizer": manifest["tokenizer"]}}
+                    checkpoint.report(metrics, engine, state, rank_state, rank, world, export)
                 else:
                     ray.train.report(metrics)
             t_ready = time.perf_counter()
             if final:
                 break
+        else:  # the epoch ran out before max_steps
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
 
 def router_metrics(model) -> dict[str, float]:
@@ -200,14 +203,3 @@ def router_metrics(model) -> dict[str, float]:
         out[f"router/layer{i}/max_over_mean_load"] = (load.max() / mean).item()
         out[f"router/layer{i}/load_cv"] = (load.std(unbiased=False) / mean).item()
     return out
-
-
-def _report_with_checkpoint(metrics: dict, model, exp: ExperimentConfig, manifest: dict, rank: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if rank == 0:  # weights are identical on every DDP rank: one copy is enough
-            torch.save(model.state_dict(), os.path.join(tmp, "model.pt"))
-            with open(os.path.join(tmp, "config.json"), "w") as f:
-                json.dump({"experiment": exp.model_dump(), "tokenizer": manifest["tokenizer"]}, f, indent=2)
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=checkpoint)

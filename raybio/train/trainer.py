@@ -1,4 +1,4 @@
-"""Build the Ray Train `TorchTrainer` for one experiment."""
+"""Build the Ray Train `TorchTrainer` for one experiment: workers, data, storage, checkpoints, retries."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from raybio.config import ExperimentConfig
+from raybio.data import storage
 from raybio.data.loader import read_split
 from raybio.train.loop import train_loop_per_worker
 
@@ -17,24 +18,51 @@ def build_trainer(
     storage_path: str,
     name: str,
     callbacks: list | None = None,
+    resume_from: str | None = None,
 ) -> TorchTrainer:
-    """A TorchTrainer whose workers stream `shards_uri` and run `train_loop_per_worker`."""
+    """A TorchTrainer whose workers stream `shards_uri` and run `train_loop_per_worker`.
+
+    Checkpoints go to `<storage_path>/<name>` (local or s3://), the newest `train.num_to_keep`
+    kept; a failed worker group restarts from the latest one up to `train.max_failures` times,
+    and fitting again under the same name continues the run. `resume_from` (a checkpoint
+    directory URI) starts a new run from that checkpoint instead.
+    """
     t = exp.train
     use_gpu = t.gpus_per_worker > 0
     resources = {"CPU": t.cpus_per_worker, **({"GPU": t.gpus_per_worker} if use_gpu else {})}
+    path, fs = storage.ray_storage(storage_path, exp.data.s3)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"experiment": exp.model_dump(), "manifest": manifest},
         scaling_config=ray.train.ScalingConfig(
             num_workers=t.num_workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
-        datasets={"train": read_split(shards_uri, manifest, "train"), "val": read_split(shards_uri, manifest, "val")},
+        datasets={
+            "train": read_split(shards_uri, manifest, "train", mix=exp.data.mix, seed=t.seed, s3=exp.data.s3),
+            "val": read_split(shards_uri, manifest, "val", s3=exp.data.s3),
+        },
         # Every worker sees the whole (small) val split and evaluates its own stride of it.
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_ordered_ingest()),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=storage_path,
+            storage_path=path,
+            storage_filesystem=fs,
             callbacks=callbacks or [],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
         ),
+        resume_from_checkpoint=_checkpoint(resume_from, exp) if resume_from else None,
     )
+
+
+def _ordered_ingest():
+    """Ray Data ingest options with a deterministic split: every epoch deals the same rows to
+    the same worker in the same order, which is what lets a resumed run skip to its position."""
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
+
+
+def _checkpoint(uri: str, exp: ExperimentConfig) -> ray.train.Checkpoint:
+    fs, path = storage.filesystem(uri, exp.data.s3)
+    return ray.train.Checkpoint(path, filesystem=fs)

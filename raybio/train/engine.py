@@ -1,0 +1,215 @@
+"""One training-engine interface over torch DDP and DeepSpeed ZeRO (`train.engine`).
+
+The loop only calls `engine.model(...)`, `engine.backward(loss)`, `engine.step()` and, for
+checkpoints, `engine.save(dir)` / `engine.load(dir)` / `engine.full_state_dict()`. Both
+engines use the same torch AdamW with the same param groups (µP-aware) and the same
+`LambdaLR` schedule, so DDP and ZeRO 0-3 take the same steps up to float reduction order.
+
+DeepSpeed on CPU (gloo): the optimizer is our torch AdamW, never DeepSpeed's FusedAdam
+(which JIT-compiles for about a minute), and the shared-memory allreduce op is marked
+unavailable before `deepspeed.initialize`, which would otherwise compile it (~45 s);
+ZeRO then runs its collectives on the gloo group Ray Train set up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from raybio.config import ExperimentConfig, TrainConfig
+from raybio.models.mup import param_groups
+from raybio.train import parallel
+from raybio.train.schedule import build_scheduler
+
+ADAM_BETAS = (0.9, 0.95)
+MODEL_FILE = "model.pt"  # full weights, loadable by `BioLM.load_state_dict` at any engine/world size
+
+
+class Engine(Protocol):
+    model: nn.Module  # call this for the forward pass (DDP / DeepSpeed wrapper)
+    raw_model: nn.Module  # the BioLM itself (router statistics, hooks)
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+    def step(self) -> None: ...
+    @property
+    def lr(self) -> float: ...
+    def save(self, directory: Path, rank: int) -> None:
+        """Collective: full weights to `model.pt` (rank 0) plus what resuming needs (optimizer, schedule)."""
+
+    def load(self, directory: Path) -> None: ...
+    def full_state_dict(self) -> dict | None: ...
+
+
+def build_optimizer(model: nn.Module, exp: ExperimentConfig) -> torch.optim.AdamW:
+    """AdamW; matrices decay, norms and vectors do not; µP hidden matrices get lr/m (see models/mup.py)."""
+    groups = param_groups(model, exp.model, exp.train.lr, exp.train.weight_decay)
+    return torch.optim.AdamW(groups, lr=exp.train.lr, betas=ADAM_BETAS, fused=False)
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast (DDP) / bf16 weights (DeepSpeed) on GPU by default; fp32 on CPU unless asked."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class DDPEngine:
+    """torch DDP (or the bare model in a single process) + AdamW + LambdaLR, clipping by global norm.
+
+    With `moe.ep_size > 1` each rank keeps its shard of the experts (raybio/train/parallel.py):
+    DDP ignores the expert weights, whose gradients are summed over the ranks holding the
+    same shard instead, and the clipping norm counts every shard once.
+    """
+
+    def __init__(self, model: nn.Module, exp: ExperimentConfig, device: torch.device):
+        self.raw_model = model.to(device)
+        self.device = device
+        self.tcfg = exp.train
+        self.ep = None
+        if exp.model.moe.ep_size > 1 and "A" in exp.model.pattern:
+            self.ep = parallel.setup_expert_parallel(self.raw_model, exp.model.moe.ep_size)
+        self.model = self.raw_model
+        if _world() > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=ids)
+        self.optimizer = build_optimizer(self.raw_model, exp)
+        self.scheduler = build_scheduler(self.optimizer, exp.train)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+        parallel.reduce_expert_grads(self.raw_model, self.ep)
+
+    def step(self) -> None:
+        parallel.clip_grad_norm_(self.raw_model, self.tcfg.grad_clip, self.ep)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def _state_file(self, directory: Path, rank: int) -> Path:
+        # Replicated optimizer state: one copy. Under EP the expert moments differ per rank.
+        return directory / (f"engine_rank{rank}.pt" if self.ep else "engine.pt")
+
+    def save(self, directory: Path, rank: int) -> None:
+        weights = self.full_state_dict()  # collective under EP
+        if rank == 0:
+            torch.save(weights, directory / MODEL_FILE)
+        if rank == 0 or self.ep:
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+            torch.save(state, self._state_file(directory, rank))
+
+    def load(self, directory: Path) -> None:
+        # Full expert tensors in model.pt are sliced to this rank's shard by the MoE layers.
+        self.raw_model.load_state_dict(torch.load(directory / MODEL_FILE, map_location=self.device, weights_only=True))
+        rank = dist.get_rank() if self.ep else 0
+        state = torch.load(self._state_file(directory, rank), map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def full_state_dict(self) -> dict:
+        return parallel.full_state_dict(self.raw_model)
+
+
+def _deepspeed(device: torch.device):
+    """Import DeepSpeed for `device` without JIT-compiling CPU ops."""
+    if device.type == "cpu":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("DS_BUILD_OPS", "0")
+    import deepspeed
+    import deepspeed.ops
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    if device.type == "cpu":
+        # `__compatible_ops__` is cached in the module, so this edit is what the comm backend reads;
+        # gloo then carries every collective.
+        deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
+    return deepspeed
+
+
+def deepspeed_config(tcfg: TrainConfig, device: torch.device) -> dict:
+    """The DeepSpeed JSON config our TrainConfig describes (one micro-batch per step per worker)."""
+    cfg = {
+        "train_micro_batch_size_per_gpu": tcfg.batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": tcfg.grad_clip,
+        "zero_optimization": {"stage": tcfg.zero_stage},
+        # Our optimizer is a torch AdamW (the same as DDP's); ZeRO shards its state all the same.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,  # the loop logs
+    }
+    if device.type == "cuda" and uses_bf16(tcfg.precision, device):
+        cfg["bf16"] = {"enabled": True}
+    return cfg
+
+
+class DeepSpeedEngine:
+    """DeepSpeed ZeRO stage 0-3 around the same AdamW and schedule as `DDPEngine`."""
+
+    STATE_DIR, TAG = "deepspeed", "state"
+
+    def __init__(self, model: nn.Module, exp: ExperimentConfig, device: torch.device):
+        deepspeed = _deepspeed(device)
+        self._deepspeed = deepspeed
+        self.tcfg = exp.train
+        self.raw_model = model
+        optimizer = build_optimizer(model, exp)
+        self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=lambda opt: build_scheduler(opt, exp.train),
+            config=deepspeed_config(exp.train, device),
+            dist_init_required=not dist.is_initialized(),
+        )
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.model.backward(loss)
+
+    def step(self) -> None:
+        self.model.step()  # clips, steps the optimizer and the scheduler, zeroes grads
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save(self, directory: Path, rank: int) -> None:
+        # Collective: every rank writes its own ZeRO partition; Ray Train merges the ranks' directories.
+        weights = self.full_state_dict()
+        if rank == 0:
+            torch.save(weights, directory / MODEL_FILE)
+        self.model.save_checkpoint(str(directory / self.STATE_DIR), tag=self.TAG, save_latest=False)
+
+    def load(self, directory: Path) -> None:
+        path, _ = self.model.load_checkpoint(
+            str(directory / self.STATE_DIR), tag=self.TAG, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed state under {directory / self.STATE_DIR}/{self.TAG}")
+
+    def full_state_dict(self) -> dict | None:
+        """Full fp32 weights on every rank (collective under ZeRO-3, which shards the parameters)."""
+        params = list(self.raw_model.parameters())
+        ctx = (
+            self._deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+            if self.tcfg.zero_stage == 3
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            return {k: v.detach().float().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+
+
+def build_engine(model: nn.Module, exp: ExperimentConfig, device: torch.device) -> Engine:
+    """The engine `exp.train.engine` names, around a freshly built model (same init on every rank)."""
+    if exp.train.engine == "deepspeed":
+        return DeepSpeedEngine(model, exp, device)
+    return DDPEngine(model, exp, device)
