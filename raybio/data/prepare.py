@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import math
 import sys
 import uuid
@@ -97,8 +98,8 @@ def read_validate_split(batch: dict, *, cfg: dict, blocks: dict, stats, s3: dict
     """Stage 1 (one source file per call): parse, validate, split into train/val pieces."""
     data = DataConfig.model_validate(cfg)
     policy = Policy(iupac_to_n=data.iupac_to_n, on_invalid=data.on_invalid, min_length=data.min_length)
-    for row in _rows(batch):
-        sf = SourceFile(**row)
+    for spec in batch["file"]:
+        sf = SourceFile(**json.loads(spec))
         rejects, digest = Rejects(), hashlib.sha256()
         out: dict[str, list] = defaultdict(list)
         n_records = n_residues = pending = 0
@@ -225,15 +226,6 @@ def _window_table(cols: dict, L: int, dtype: np.dtype) -> pa.Table:
     )
 
 
-def _rows(batch: dict) -> list[dict]:
-    keys = list(batch)
-    return [{k: _py(batch[k][i]) for k in keys} for i in range(len(batch[keys[0]]))]
-
-
-def _py(v):
-    return v.item() if hasattr(v, "item") else v
-
-
 def _batch(out: dict) -> dict:
     return {k: np.array(v, dtype=object) if k != "ends_run" else np.array(v, dtype=bool) for k, v in out.items()}
 
@@ -310,7 +302,6 @@ def prepare(cfg: DataConfig, out_uri: str, progress: bool = True) -> dict:
                 path,
                 filesystem=fs,
                 partition_cols=["split"],
-                min_rows_per_file=cfg.rows_per_shard,
                 max_rows_per_file=cfg.rows_per_shard,
             )
         except Exception as err:  # a bad input inside a task: raise it as itself
@@ -345,7 +336,8 @@ def _windows(cfg: DataConfig, files: list[SourceFile], tok, stats, splits_only: 
     import ray.data
 
     blocks = {m: split_block(cfg, m) for m in modalities}
-    ds = ray.data.from_items([f.as_dict() for f in files], override_num_blocks=len(files))
+    # One row (a JSON string: no type guessing) and one read task per source file.
+    ds = ray.data.from_items([{"file": json.dumps(f.as_dict())} for f in files], override_num_blocks=len(files))
     ds = ds.map_batches(
         read_validate_split,
         batch_size=1,
@@ -415,11 +407,12 @@ def _input_error(err: BaseException) -> InputError | None:
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, InputError):
-            return InputError(str(err))
-        cause = getattr(err, "cause", None)
+        cause = getattr(err, "cause", None)  # a RayTaskError carries the task's own exception here
         if isinstance(cause, InputError):
-            return InputError(str(cause))
+            # Our messages are one line; Ray Data appends its retry advice after a newline.
+            return InputError(str(cause).split("\n", 1)[0])
+        if isinstance(err, InputError) and type(err) is InputError:
+            return err
         err = err.__cause__ or err.__context__
     return None
 

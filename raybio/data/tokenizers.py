@@ -24,6 +24,7 @@ MODALITIES = ("dna", "protein")  # the `modality` column of the shards stores th
 DNA_BASES = "ACGT"
 PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 _INVALID = 0xFFFF
+_PROTEIN_ONLY = set(b"EFILPQ")
 
 
 def _ascii(seq: str | bytes) -> bytes:
@@ -33,6 +34,11 @@ def _ascii(seq: str | bytes) -> bytes:
 def _invalid(seq: bytes, ids: np.ndarray, what: str, allowed: str) -> ValueError:
     pos = int(np.argmax(ids == _INVALID))
     return ValueError(f"invalid {what} character {chr(seq[pos])!r} at position {pos}; allowed: {allowed}")
+
+
+def looks_like_protein(seq: bytes) -> bool:
+    """True if `seq` holds a letter that only amino acids use (E F I L P Q: not a base nor an IUPAC code)."""
+    return bool(set(seq.upper()) & _PROTEIN_ONLY)
 
 
 def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,10 +159,8 @@ class KmerTokenizer(_Vocab):
         codes = self._lut[np.frombuffer(raw, dtype=np.uint8)]
         if codes.size and codes.max() == 255:
             pos = int(np.argmax(codes == 255))
-            raise ValueError(
-                f"invalid DNA character {chr(raw[pos])!r} at position {pos}; allowed: ACGTN"
-                + (" (this looks like protein: use a protein-capable tokenizer)" if chr(raw[pos]) in "EFILPQ" else "")
-            )
+            hint = " (this looks like protein: use a protein-capable tokenizer)" if looks_like_protein(raw) else ""
+            raise ValueError(f"invalid DNA character {chr(raw[pos])!r} at position {pos}; allowed: ACGTN{hint}")
         is_n = codes == 4
         if not is_n.any():
             return self._encode_run(codes)

@@ -12,7 +12,7 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
-from raybio.data.tokenizers import DNA_BASES, PROTEIN_RESIDUES
+from raybio.data.tokenizers import DNA_BASES, PROTEIN_RESIDUES, looks_like_protein
 
 ALPHABETS = {"dna": (DNA_BASES + "N").encode(), "protein": (PROTEIN_RESIDUES + "X").encode()}
 # IUPAC ambiguity codes and what `iupac_to_n` maps them to.
@@ -23,7 +23,6 @@ REASONS = {
     "too_short": "record shorter than data.min_length",
     "duplicate_id": "record ID seen before in the same file (the first is kept)",
 }
-_PROTEIN_ONLY = set(PROTEIN_RESIDUES) - set("ACGTN") - set(IUPAC["dna"][0].decode())
 
 
 class InputError(ValueError):
@@ -119,15 +118,13 @@ class Validator:
         ch = chr(seq[pos])
         msg = f"{self.path}:{lineno}:{col}: invalid character {ch!r} in record {rid!r}; allowed: {self.valid.decode()}"
         codes, target = IUPAC[self.modality]
-        if ch.encode() in codes:
-            msg += f" ({ch!r} is an IUPAC ambiguity code: set data.iupac_to_n=true to read it as {target.decode()})"
-        elif self.modality == "dna" and ch in _PROTEIN_ONLY:
+        if self.modality == "dna" and looks_like_protein(seq):
             msg += " (this looks like protein: declare the source's modality as protein)"
+        elif ch.encode() in codes:
+            msg += f" ({ch!r} is an IUPAC ambiguity code: set data.iupac_to_n=true to read it as {target.decode()})"
         return msg + "; or set data.on_invalid=skip to drop such records (they are counted)"
 
 
 def guess_modality(residues: bytes) -> str:
-    """'dna' if every letter is a nucleotide or IUPAC nucleotide code, else 'protein'."""
-    letters = set(residues.upper()) - set(b" \t\r\n*-")
-    dna = set(ALPHABETS["dna"] + IUPAC["dna"][0] + b"U")
-    return "dna" if letters <= dna else "protein"
+    """'protein' if any letter only amino acids use (E F I L P Q) appears, else 'dna'."""
+    return "protein" if looks_like_protein(residues) else "dna"
