@@ -1,9 +1,9 @@
 """Ray Data datasets over prepared shards, and the per-batch objectives (MLM masking, NTP).
 
 Training data flow: `read_split` (streaming parquet read, shard order permuted by the seed,
-optional modality re-weighting) -> Ray Train splits it equally across workers
-(`ingest_options` keeps the order, so each worker's stream is deterministic) ->
-`iter_batches` (local shuffle buffer, `TokensCollate`) -> `mlm_mask` / `ntp_targets`.
+optional modality re-weighting) -> Ray Train splits it equally across workers (the
+trainer preserves order, so each worker's stream is deterministic) -> `iter_batches`
+(local shuffle buffer, `TokensCollate`) -> `mlm_mask` / `ntp_targets`.
 """
 
 from __future__ import annotations
@@ -115,19 +115,6 @@ def modality_ids(modality: np.ndarray) -> np.ndarray:
     for i, name in enumerate(MODALITIES[1:], start=1):
         out[modality == name] = i
     return out
-
-
-def ingest_options():
-    """Ray Train ingest options: the default ones, with the row order preserved.
-
-    Preserving order makes Ray Train's equal split hand every worker the same rows in the
-    same order in every run with the same seed.
-    """
-    import ray.train
-
-    options = ray.train.DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return options
 
 
 class TokensCollate(NumpyBatchCollateFn):

@@ -1,0 +1,123 @@
+"""Loader: MLM masking statistics, NTP shift, modality mixing, equal and deterministic worker streams."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from raybio.data.loader import IGNORE, ModalityMixer, TokensCollate, iter_batches, mlm_mask, ntp_targets, read_split
+
+pytest_plugins = ["data_corpus"]  # the multiomic_corpus fixture
+
+
+def test_mlm_mask_picks_15_percent_of_content_tokens_80_10_10():
+    n_special, vocab, mask_id = 9, 99, 4
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(n_special, vocab, (256, 512), generator=gen)
+    tokens[:, 0] = 7  # a modality token at the start of every window
+    tokens[:, -8:] = 0  # padding
+    inputs, labels = mlm_mask(tokens, torch.Generator().manual_seed(1), mask_id, n_special, vocab)
+    picked = labels != IGNORE
+    content = tokens >= n_special
+    assert not picked[~content].any()  # specials, modality tokens and padding are never picked
+    assert picked.sum() / content.sum() == pytest.approx(0.15, abs=0.005)
+    assert torch.equal(labels[picked], tokens[picked])
+    masked = (inputs == mask_id) & picked
+    same = (inputs == tokens) & picked
+    rand = picked & ~masked & ~same
+    n = picked.sum().item()
+    assert masked.sum() / n == pytest.approx(0.8, abs=0.01)
+    assert same.sum() / n == pytest.approx(0.1 + 0.1 / (vocab - n_special), abs=0.01)
+    assert rand.sum() / n == pytest.approx(0.1, abs=0.01)
+    assert (inputs[rand] >= n_special).all() and torch.equal(inputs[~picked], tokens[~picked])
+    again, _ = mlm_mask(tokens, torch.Generator().manual_seed(1), mask_id, n_special, vocab)
+    assert torch.equal(again, inputs)  # dynamic masking is reproducible from the generator seed
+    only, _ = mlm_mask(tokens, torch.Generator().manual_seed(1), mask_id, n_special, vocab, mask_only=True)
+    assert (only[picked] == mask_id).all()
+
+
+def test_ntp_targets_shift_by_one():
+    tokens = torch.arange(12).reshape(2, 6)
+    inputs, labels = ntp_targets(tokens)
+    assert torch.equal(inputs, tokens[:, :-1]) and torch.equal(labels, tokens[:, 1:])
+
+
+def synthetic_batch(n_dna: int, n_protein: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "tokens": rng.integers(9, 99, size=(n_dna + n_protein, 32), dtype=np.uint16),
+        "modality": np.array(["dna"] * n_dna + ["protein"] * n_protein, dtype=object),
+    }
+
+
+def test_modality_mixer_reaches_the_weights_deterministically():
+    batch = synthetic_batch(9000, 1000)
+    counts = {"dna": {"rows": 9000}, "protein": {"rows": 1000}}
+    mixer = ModalityMixer({"dna": 0.7, "protein": 0.3}, counts, seed=0)
+    out = mixer(batch)
+    share = Counter(out["modality"])
+    assert sum(share.values()) == pytest.approx(10000, rel=0.03)
+    assert share["protein"] / sum(share.values()) == pytest.approx(0.3, abs=0.02)
+    np.testing.assert_array_equal(mixer(batch)["tokens"], out["tokens"])
+    other = ModalityMixer({"dna": 0.7, "protein": 0.3}, counts, seed=1)(batch)
+    assert not np.array_equal(other["tokens"][:2000], out["tokens"][:2000])
+    with pytest.raises(ValueError, match=r"data.mix weights modalities \['protein'\] that the corpus does not have"):
+        ModalityMixer({"protein": 1.0}, {"dna": {"rows": 10}}, seed=0)
+
+
+def test_collate_keeps_the_modality_tag():
+    batch = synthetic_batch(2, 3)
+    out = TokensCollate()(batch)
+    assert out["tokens"].dtype == torch.int64 and out["tokens"].shape == (5, 32)
+    assert out["modality"].tolist() == [0, 0, 1, 1, 1]
+
+
+def test_read_split_mixes_modalities_and_keeps_tags(multiomic_corpus):
+    c = multiomic_corpus
+    train_rows = c.manifest["splits"]["train"]["modalities"]
+    assert train_rows["protein"]["rows"] > 4 * train_rows["dna"]["rows"]  # the raw corpus is mostly protein
+    ds = read_split(c.uri, c.manifest, "train", mix={"dna": 0.7, "protein": 0.3}, seed=0)
+    assert ds.columns() == ["tokens", "modality"]
+    mods = Counter()
+    mod_ids = c.manifest["tokenizer"]["modality_token_ids"]
+    for batch in ds.iter_torch_batches(batch_size=128, collate_fn=TokensCollate()):
+        first = batch["tokens"][:, 0]
+        for name, idx in (("dna", 0), ("protein", 1)):
+            sel = batch["modality"] == idx
+            assert (first[sel] == mod_ids[name]).all()  # the tag matches the window's own modality token
+            mods[name] += int(sel.sum())
+    assert mods["dna"] / sum(mods.values()) == pytest.approx(0.7, abs=0.05)
+
+
+def _worker_streams(ds, n: int, seed: int) -> list[list[torch.Tensor]]:
+    """Consume `n` equal streaming splits concurrently, as n Train workers would."""
+    ds.context.execution_options.preserve_order = True
+    shards = ds.streaming_split(n, equal=True)
+    out: list[list[torch.Tensor]] = [[] for _ in range(n)]
+
+    def consume(i):
+        for b in iter_batches(shards[i], 16, shuffle_buffer=64, seed=seed):
+            out[i].append(b["tokens"])
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return out
+
+
+def test_worker_streams_are_equal_sized_and_deterministic_under_a_seed(multiomic_corpus):
+    c = multiomic_corpus
+    first = _worker_streams(read_split(c.uri, c.manifest, "train", seed=3), 2, seed=3)
+    second = _worker_streams(read_split(c.uri, c.manifest, "train", seed=3), 2, seed=3)
+    assert len(first[0]) == len(first[1]) > 10  # equal batch counts per worker
+    assert sum(len(b) for b in first[0]) == sum(len(b) for b in first[1])
+    for a, b in zip(first, second, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    reseeded = _worker_streams(read_split(c.uri, c.manifest, "train", seed=4), 2, seed=4)
+    assert not torch.equal(torch.cat(reseeded[0]), torch.cat(first[0]))
