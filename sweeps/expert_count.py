@@ -33,5 +33,10 @@ STUDY = Study(
     overrides=lambda args: [f"model.moe.top_k={args.top_k}"],
 )
 
+
+def main(argv: list[str] | None = None) -> None:
+    run_study(STUDY, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-    run_study(STUDY, doc=__doc__)
+    main()

@@ -30,5 +30,10 @@ STUDY = Study(
     ],
 )
 
+
+def main(argv: list[str] | None = None) -> None:
+    run_study(STUDY, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-    run_study(STUDY, doc=__doc__)
+    main()

@@ -27,5 +27,10 @@ STUDY = Study(
     overrides=lambda args: ["model.pattern=D", f"model.moe.num_experts={args.experts}", "model.moe.top_k=1"],
 )
 
+
+def main(argv: list[str] | None = None) -> None:
+    run_study(STUDY, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-    run_study(STUDY, doc=__doc__)
+    main()

@@ -48,5 +48,10 @@ STUDY = Study(
     objective=objective,
 )
 
+
+def main(argv: list[str] | None = None) -> None:
+    run_study(STUDY, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-    run_study(STUDY, doc=__doc__)
+    main()

@@ -37,5 +37,10 @@ STUDY = Study(
     smoke_data=["bundled:lambda", "bundled:phix"],
 )
 
+
+def main(argv: list[str] | None = None) -> None:
+    run_study(STUDY, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-    run_study(STUDY, doc=__doc__)
+    main()

@@ -32,5 +32,10 @@ STUDY = Study(
     overrides=lambda args: ["model.moe.top_k=1", "model.moe.num_experts=4"],
 )
 
+
+def main(argv: list[str] | None = None) -> None:
+    run_study(STUDY, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-    run_study(STUDY, doc=__doc__)
+    main()

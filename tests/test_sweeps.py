@@ -17,12 +17,8 @@ REPORT_SECTIONS = ["## Study", "## Results", "## Pareto front", "## Efficiency c
 
 
 def run_smoke(study: str, root: Path, *extra: str) -> Path:
-    mod = runpy.run_path(str(SWEEPS / f"{study}.py"))
-    argv = ["--smoke", "--storage", str(root), "--name", study, *extra]
-    if "STUDY" in mod:
-        mod["run_study"](mod["STUDY"], argv)
-    else:
-        mod["main"](argv)
+    main = runpy.run_path(str(SWEEPS / f"{study}.py"))["main"]
+    main(["--smoke", "--storage", str(root), "--name", study, *extra])
     return root / study
 
 

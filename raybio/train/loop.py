@@ -16,6 +16,7 @@ import torch.distributed as dist
 from raybio.config import ExperimentConfig
 from raybio.data.loader import iter_batches, mlm_mask, ntp_targets
 from raybio.models.flops import flops_per_token, param_counts
+from raybio.models.moe import router_metrics, update_expert_bias
 from raybio.train import checkpoint
 from raybio.train.engine import build_engine, uses_bf16
 from raybio.train.metrics import StepMeter
@@ -60,9 +61,12 @@ def evaluate(model, val_iter, objective: Objective, exp: ExperimentConfig, devic
     model.eval()
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     sums = torch.zeros(4, dtype=torch.float64)  # loss·n, n, mask-only loss·n, n
-    batches = iter_batches(val_iter, exp.train.batch_size)
-    for i, batch in enumerate(itertools.islice(batches, exp.train.eval_batches * world)):
-        if i % world != rank:
+    batches = list(itertools.islice(iter_batches(val_iter, exp.train.batch_size), exp.train.eval_batches * world))
+    # Under expert parallelism every forward is collective, so all ranks run equally many batches:
+    # a stride of a multiple of `world` batches, or all of them when there are fewer.
+    n = len(batches) // world * world
+    for i, batch in enumerate(batches[:n] if n else batches):
+        if n and i % world != rank:
             continue
         tokens = batch["tokens"]
         variants = [False, True] if objective.kind == "mlm" else [False]
@@ -92,7 +96,8 @@ def _quiet_report_log() -> None:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Entry point of each Ray Train worker. `config` = {"experiment": dict, "manifest": dict}.
+    """Entry point of each Ray Train worker. `config` = {"experiment": dict, "manifest": dict,
+    "resume_from": optional `ray.train.Checkpoint` to start from when the run has none of its own}.
 
     Starts from the run's latest checkpoint when there is one (after a worker or node failure,
     or a run started again under the same name): weights, optimizer, schedule, RNG states and
@@ -128,7 +133,7 @@ def train_loop_per_worker(config: dict) -> None:
         "world_size": world,
     }
     meter = StepMeter(device, flops.train)
-    restored = checkpoint.restore(engine, rank, world)
+    restored = checkpoint.restore(engine, rank, world, fallback=config.get("resume_from"))
     if restored:
         state, rank_state = restored
         checkpoint.set_rng_state(rank_state["rng"], gen)
@@ -145,7 +150,8 @@ def train_loop_per_worker(config: dict) -> None:
     while step < tcfg.max_steps:
         # The local shuffle is seeded per epoch, so a resumed run replays the same order.
         shuffle = {"shuffle_buffer": exp.data.shuffle_buffer, "seed": tcfg.seed + state.epoch}
-        batches = iter(iter_batches(train_shard, tcfg.batch_size, **shuffle))
+        # Full batches only: every step trains on the same number of tokens.
+        batches = iter(iter_batches(train_shard, tcfg.batch_size, drop_last=True, **shuffle))
         # Mid-epoch resume: the split streams in a fixed order (DataConfig preserve_order), so
         # dropping the batches trained on before the checkpoint lands every rank on its next batch.
         collections.deque(itertools.islice(batches, state.batch_in_epoch), maxlen=0)
@@ -158,6 +164,7 @@ def train_loop_per_worker(config: dict) -> None:
                 out = model(inputs, labels)
             engine.backward(out.loss)
             engine.step()
+            update_expert_bias(raw_model)  # aux-free routers: one bias step per optimizer step
             last_loss = out.lm_loss.item()  # .item() syncs, so the step time below is real
             t_done = time.perf_counter()
             meter.add(inputs.numel(), t_done - t_batch, t_batch - t_ready)
@@ -192,14 +199,3 @@ def train_loop_per_worker(config: dict) -> None:
                 break
         else:  # the epoch ran out before max_steps
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-
-
-def router_metrics(model) -> dict[str, float]:
-    """Per-MoE-layer load statistics from the last forward pass."""
-    out = {}
-    for i, moe in enumerate(model.moe_layers()):
-        load = moe.tokens_per_expert
-        mean = load.mean().clamp(min=1e-9)
-        out[f"router/layer{i}/max_over_mean_load"] = (load.max() / mean).item()
-        out[f"router/layer{i}/load_cv"] = (load.std(unbiased=False) / mean).item()
-    return out
