@@ -247,6 +247,18 @@ class ExperimentConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @model_validator(mode="after")
+    def _check_expert_parallel(self) -> ExperimentConfig:
+        ep, t = self.model.moe.ep_size, self.train
+        if ep > 1 and t.engine != "ddp":
+            raise ValueError(f"moe.ep_size={ep} (expert parallelism) runs on train.engine=ddp, not {t.engine!r}")
+        if t.num_workers % ep:
+            raise ValueError(
+                f"moe.ep_size ({ep}) must divide train.num_workers ({t.num_workers}); "
+                f"set train.num_workers to a multiple of moe.ep_size"
+            )
+        return self
+
 
 # Omni-DNA sizes (layers / d_model / heads), SwiGLU hidden = 4 * d_model.
 _OMNI = {
