@@ -64,9 +64,9 @@ def evaluate(model, val_iter, objective: Objective, exp: ExperimentConfig, devic
     batches = list(itertools.islice(iter_batches(val_iter, exp.train.batch_size), exp.train.eval_batches * world))
     # Under expert parallelism every forward is collective, so all ranks run equally many batches:
     # a stride of a multiple of `world` batches, or all of them when there are fewer.
-    n = len(batches) // world * world
-    for i, batch in enumerate(batches[:n] if n else batches):
-        if n and i % world != rank:
+    strided = len(batches) // world * world
+    for i, batch in enumerate(batches[:strided] if strided else batches):
+        if strided and i % world != rank:
             continue
         tokens = batch["tokens"]
         variants = [False, True] if objective.kind == "mlm" else [False]
