@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -90,6 +91,8 @@ def _bucket_ready(endpoint: str, key: str, secret: str, bucket: str) -> bool:
 
 
 def start(directory: Path, bucket: str, timeout: float) -> dict:
+    if bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        sys.exit(f"error: bucket name {bucket!r} is not valid S3: 3-63 lower-case letters, digits, '.' or '-'")
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / STATE).exists():
         sys.exit(f"error: {directory / STATE} exists; stop that server first (local_s3.py stop --dir {directory})")

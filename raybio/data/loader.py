@@ -9,6 +9,7 @@ trainer preserves order, so each worker's stream is deterministic) -> `iter_batc
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
@@ -18,6 +19,8 @@ from raybio.data.tokenizers import MODALITIES
 
 IGNORE = -100
 READ_CPUS = 0.25
+CHUNK_ROWS = 1024  # rows per hand-over from Ray Data to the training loop (see iter_batches)
+PREFETCH_CHUNKS = 2
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -55,13 +58,13 @@ def read_split(
             filesystem=fs,
             columns=["tokens", "modality"],
             partitioning=None,
-            ray_remote_args={"num_cpus": READ_CPUS},
+            num_cpus=READ_CPUS,
         )
     finally:
         ctx.use_datasource_v2 = saved
     if split == "train" and mix:
         mixer = ModalityMixer(mix, manifest["splits"]["train"]["modalities"], seed)
-        ds = ds.map_batches(mixer, batch_format="numpy", num_cpus=READ_CPUS)
+        ds = ds.map_batches(mixer, batch_format="pyarrow", num_cpus=READ_CPUS)
     return ds
 
 
@@ -86,13 +89,12 @@ class ModalityMixer:
         )
         self.seed = np.uint64(seed)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tokens = _tokens_2d(batch["tokens"])
-        mod = modality_ids(batch["modality"])
-        rate = self.rate[mod]
-        u = _row_hash(tokens, self.seed)
+    def __call__(self, table: pa.Table) -> pa.Table:
+        rows = arrow_to_numpy(table)
+        rate = self.rate[modality_ids(rows["modality"])]
+        u = _row_hash(rows["tokens"], self.seed)
         copies = np.floor(rate).astype(np.int64) + (u < rate - np.floor(rate))
-        return {"tokens": np.repeat(tokens, copies, axis=0), "modality": np.repeat(batch["modality"], copies)}
+        return table.take(np.repeat(np.arange(table.num_rows), copies))
 
 
 def _row_hash(tokens_BL: np.ndarray, seed: np.uint64) -> np.ndarray:
@@ -106,7 +108,16 @@ def _row_hash(tokens_BL: np.ndarray, seed: np.uint64) -> np.ndarray:
 
 
 def _tokens_2d(tokens: np.ndarray) -> np.ndarray:
-    return np.stack(tokens) if tokens.dtype == object else tokens  # list column without a fixed size
+    return np.stack(tokens) if tokens.dtype == object else tokens  # Ray's numpy format: an array per row
+
+
+def arrow_to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
+    """{"tokens": (B, L) array (zero-copy where possible), "modality": (B,) names} from a shard table."""
+    tokens = table.column("tokens").combine_chunks()
+    out = {"tokens": tokens.flatten().to_numpy().reshape(len(tokens), tokens.type.list_size)}
+    if "modality" in table.column_names:
+        out["modality"] = table.column("modality").to_numpy()
+    return out
 
 
 def modality_ids(modality: np.ndarray) -> np.ndarray:
@@ -129,14 +140,26 @@ class TokensCollate(NumpyBatchCollateFn):
 
 
 def iter_batches(shard, batch_size: int, *, shuffle_buffer: int = 0, seed: int | None = None, drop_last=False):
-    """Collated batches from a worker's dataset shard, through a local shuffle buffer of rows."""
-    return shard.iter_torch_batches(
-        batch_size=batch_size,
-        collate_fn=TokensCollate(),
-        local_shuffle_buffer_size=shuffle_buffer or None,
+    """Collated training batches (`TokensCollate` dicts) from a worker's dataset shard.
+
+    Ray Data's per-batch cost (formatting, transfer, shuffle bookkeeping) would dominate at
+    small training batches, so rows are fetched in chunks of about CHUNK_ROWS (through a local
+    shuffle buffer of at least `shuffle_buffer` rows), collated once, and sliced into batches.
+    """
+    chunk = batch_size * max(1, CHUNK_ROWS // batch_size)
+    collate = TokensCollate()
+    chunks = shard.iter_batches(
+        batch_size=chunk,
+        batch_format="pyarrow",  # fixed-size lists convert to one (B, L) array, not an array per row
+        prefetch_batches=PREFETCH_CHUNKS,
+        local_shuffle_buffer_size=max(shuffle_buffer, chunk) if shuffle_buffer else None,
         local_shuffle_seed=seed if shuffle_buffer else None,
-        drop_last=drop_last,
     )
+    for table in chunks:
+        out = collate(arrow_to_numpy(table))
+        n = len(out["tokens"])
+        for i in range(0, n - n % batch_size if drop_last else n, batch_size):
+            yield {k: v[i : i + batch_size] for k, v in out.items()}
 
 
 def mlm_mask(

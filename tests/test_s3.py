@@ -1,0 +1,94 @@
+"""Object storage: the local SeaweedFS server script, and a multi-omic corpus prepared into S3 and trained from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raybio.config import load_config
+from raybio.data import storage
+from raybio.data.prepare import default_shards_uri, load_manifest, prepare
+from raybio.tune.args import SMOKE
+
+pytest_plugins = ["s3_fixture"]  # the s3_server fixture
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "infra", "s3", "local_s3.py")
+
+
+def _listening_addresses(pid: int) -> set[str]:
+    """Local addresses of the TCP sockets `pid` listens on (from `ss`)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if f"pid={pid}," in line}
+
+
+def test_local_s3_script_binds_loopback_keeps_credentials_private_and_stops_by_pid(tmp_path):
+    d = tmp_path / "srv"
+    cmd = [sys.executable, SCRIPT, "start", "--dir", str(d), "--bucket", "bkt-one"]
+    started = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    state = json.loads((d / "server.json").read_text())
+    try:
+        assert state["secret_key"] not in started.stdout + started.stderr  # never printed
+        for name in ("server.json", "s3.env", "s3.json"):
+            assert stat.S_IMODE((d / name).stat().st_mode) == 0o600
+        assert _listening_addresses(state["pid"]) == {"127.0.0.1"}
+        import s3fs
+
+        fs = s3fs.S3FileSystem(key=state["access_key"], secret=state["secret_key"], endpoint_url=state["endpoint"])
+        assert fs.exists("bkt-one")
+        wrong = s3fs.S3FileSystem(key=state["access_key"], secret="wrong", endpoint_url=state["endpoint"])
+        with pytest.raises(PermissionError):
+            wrong.ls("bkt-one")
+    finally:
+        subprocess.run([sys.executable, SCRIPT, "stop", "--dir", str(d)], check=True, timeout=60)
+    cmdline = Path(f"/proc/{state['pid']}/cmdline")
+    assert not cmdline.exists() or b"weed" not in cmdline.read_bytes()
+    assert not (d / "server.json").exists()
+
+
+def test_multiomic_corpus_prepared_into_s3_trains_a_model_from_s3(s3_server, ray_local):
+    """Bundled E. coli genome + its 4,143 proteins -> local S3 -> a 1-worker TorchTrainer reading S3."""
+    from raybio.train.trainer import build_trainer
+
+    exp = load_config(
+        "tiny",
+        overrides=[
+            *SMOKE,
+            "data.sources=[bundled:ecoli, bundled:ecoli_proteins]",
+            "data.tokenizer.kind=multiomic",
+            "data.seq_len=128",
+            "data.rows_per_shard=1024",
+            "data.mix={dna: 0.5, protein: 0.5}",
+            "model.max_seq_len=128",
+            "model.pattern=A",
+            "model.moe.num_experts=4",
+            "train.max_steps=6",
+            "train.log_every=3",
+        ],
+    )
+    root = s3_server.uri("raybio-test")
+    shards = default_shards_uri(root, exp.data)
+    manifest = prepare(exp.data, shards, progress=False)
+    assert shards.startswith("s3://") and load_manifest(shards) == manifest
+    train = manifest["splits"]["train"]
+    assert set(train["modalities"]) == {"dna", "protein"} and manifest["sources"][1]["records"] == 4143
+    shard = train["shards"][0]
+    assert hashlib.sha256(storage.read_bytes(storage.join(shards, shard["path"]))).hexdigest() == shard["sha256"]
+
+    result = build_trainer(exp, shards, manifest, storage.join(root, "runs"), "s3_smoke").fit()
+    assert result.error is None
+    metrics = result.metrics
+    assert metrics["step"] == 6 and math.isfinite(metrics["loss"]) and math.isfinite(metrics["val_loss"])
+    assert metrics["loss"] < math.log(manifest["tokenizer"]["vocab_size"]) + 1
+    # The checkpoint went to S3 too.
+    assert result.checkpoint is not None and any(
+        p.endswith("model.pt") or p.endswith(".pt") for p, _ in storage.list_files(storage.join(root, "runs"))
+    )
