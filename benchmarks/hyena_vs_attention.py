@@ -1,0 +1,279 @@
+"""HyenaLite vs attention on this machine, plus the HyenaMoE family's analytic cost curves.
+
+Measures, side by side in one run:
+1. forward+backward time and peak memory of one HyenaLite block (H) vs one SDPA attention
+   block (D) of equal width, at L in {1k .. 32k} (each size in a fresh subprocess, so peak
+   RSS belongs to that size alone; MLM setting, i.e. bidirectional, as in HyenaMoE);
+2. analytic forward FLOPs/token vs L for dense attention, pure Hyena, Striped and the
+   Fast/Standard/Expressive variants (HyenaMoE Fig. 3a), as a table and a PNG;
+3. training tokens/s of the F/S/E variants (and baselines) at 2,048 tokens;
+4. inference (no_grad) time of the HyenaLite operator with the original implicit filter
+   (regenerated every call) vs the modal filter with its cached spectrum.
+
+The last line is one JSON object: {"benchmark": "hyena_vs_attention", "ratios": ..., "conditions": ...}.
+Usage: python benchmarks/hyena_vs_attention.py [--quick] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from raybio.config import HyenaConfig, ModelConfig
+from raybio.models.flops import flops_per_token
+from raybio.models.presets import PATTERN_PRESETS
+
+D_MODEL, BATCH, HEAD_DIM = 128, 1, 64
+FULL_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768]
+QUICK = {"H": [2048, 8192, 32768], "D": [2048, 8192]}
+
+
+def block_cfg(kind: str, L: int, **extra) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=8,
+        d_model=D_MODEL,
+        n_heads=D_MODEL // HEAD_DIM,
+        n_layers=1,
+        pattern=kind,
+        max_seq_len=L,
+        objective="mlm",
+        **extra,
+    )
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def worker(kind: str, L: int, budget_s: float) -> dict:
+    """One block's fwd+bwd at length L: median time over repeats, and peak RSS above the pre-run level."""
+    from raybio.models.layers import Rotary
+    from raybio.models.model import Block
+
+    torch.manual_seed(0)
+    cfg = block_cfg(kind, L)
+    block = Block(kind, cfg)
+    rotary = Rotary(cfg.d_model // cfg.n_heads, L, cfg.rope_theta)
+
+    def run(n: int) -> float:
+        x = torch.randn(BATCH, n, D_MODEL, requires_grad=True)
+        t0 = time.perf_counter()
+        block(x, rotary).sum().backward()
+        return time.perf_counter() - t0
+
+    run(min(L, 512))  # first-call setup (kernels, thread pool) outside the measurement
+    base = rss_bytes()
+    times = [run(L)]
+    while len(times) < 3 and sum(times) < budget_s:
+        times.append(run(L))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return {"time_s": statistics.median(times), "peak_mb": max(peak, 0) / 2**20, "reps": len(times)}
+
+
+def measure_blocks(lengths: dict[str, list[int]], budget_s: float) -> dict[tuple[str, int], dict]:
+    out = {}
+    for L in sorted({n for ns in lengths.values() for n in ns}):
+        for kind in ("H", "D"):
+            if L not in lengths[kind]:
+                continue
+            cmd = [sys.executable, __file__, "--worker", kind, str(L), "--budget", str(budget_s)]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            out[(kind, L)] = json.loads(res.stdout.strip().splitlines()[-1])
+            r = out[(kind, L)]
+            print(f"  {kind} L={L:>6}: {r['time_s'] * 1e3:9.1f} ms  peak +{r['peak_mb']:7.1f} MB  ({r['reps']} reps)")
+    return out
+
+
+def flops_curves(lengths: list[int]) -> dict[str, list[float]]:
+    """Forward FLOPs/token of 8-layer, d=256 models (HyenaMoE-like: 8 experts, top-2) for each pattern."""
+    names = ["dense", "pure_hyena", "striped", "fast", "standard", "expressive"]
+    curves = {}
+    for name in names:
+        cfg = ModelConfig(vocab_size=72, d_model=256, n_heads=4, n_layers=8, pattern=name, max_seq_len=max(lengths))
+        curves[name] = [flops_per_token(cfg, L).forward for L in lengths]
+    return curves
+
+
+def plot_curves(lengths: list[int], curves: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, ys in curves.items():
+        label = f"{name} ({PATTERN_PRESETS[name]})"
+        ax.plot(lengths, [y / 1e6 for y in ys], marker="o", ms=3, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length L (tokens)")
+    ax.set_ylabel("forward MFLOPs / token")
+    ax.set_title("Analytic cost per token: 8 blocks, d=256, MoE 8 experts top-2")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def variant_throughput(reps: int) -> dict[str, float]:
+    """Training tokens/s (fwd + bwd + AdamW step) at 2,048 tokens, batch 1, 4 blocks of width 128."""
+    out = {}
+    for name in ["fast", "standard", "expressive", "pure_hyena", "striped", "dense", "moe"]:
+        torch.manual_seed(0)
+        cfg = ModelConfig(
+            vocab_size=72, d_model=D_MODEL, n_heads=D_MODEL // HEAD_DIM, n_layers=4, pattern=name, max_seq_len=2048
+        )
+        model = cfg.build()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randint(0, 72, (1, 2048))
+        times = []
+        for i in range(reps + 1):
+            t0 = time.perf_counter()
+            model(x, x).loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if i:  # the first step allocates optimizer state
+                times.append(time.perf_counter() - t0)
+        out[name] = x.numel() / statistics.median(times)
+    return out
+
+
+@torch.no_grad()
+def inference_filters(L: int, reps: int) -> dict[str, float]:
+    """HyenaLite operator forward at inference: implicit filter (regenerated) vs modal (cached spectrum)."""
+    from raybio.models.hyena import HyenaLite
+
+    x = torch.randn(BATCH, L, D_MODEL)
+    out = {}
+    for filt in ("implicit", "modal"):
+        torch.manual_seed(0)
+        op = HyenaLite(D_MODEL, HyenaConfig(filter=filt), causal=False, max_len=L).eval()
+        op(x)  # warm-up; fills the modal cache
+        times, ftimes = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            op(x)
+            t1 = time.perf_counter()
+            op.filter.spectrum(L)
+            ftimes.append(time.perf_counter() - t1)
+            times.append(t1 - t0)
+        out[f"{filt}_op_s"] = statistics.median(times)
+        out[f"{filt}_filter_s"] = statistics.median(ftimes)
+    return out
+
+
+def machine() -> dict:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
+    return {
+        "cpu": cpu,
+        "nproc": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "load_1min_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer lengths and repeats (< 90 s)")
+    ap.add_argument("--out", default="benchmarks/results", help="directory for the FLOPs PNG")
+    ap.add_argument("--worker", nargs=2, metavar=("KIND", "L"), help=argparse.SUPPRESS)
+    ap.add_argument("--budget", type=float, default=3.0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.budget)))
+        return
+
+    t_start = time.perf_counter()
+    info = machine()
+    lengths = QUICK if args.quick else {"H": FULL_LENGTHS, "D": FULL_LENGTHS}
+    print(f"# HyenaLite vs attention — {info['cpu']}, {info['nproc']} CPUs, torch {info['torch']}")
+    print(f"# one block (mixer + SwiGLU MLP, width {D_MODEL}, batch {BATCH}, fp32, MLM/bidirectional), fwd+bwd")
+    blocks = measure_blocks(lengths, budget_s=1.0 if args.quick else 4.0)
+
+    print("\n| L | HyenaLite ms | attention ms | attn/Hyena time | HyenaLite MB | attention MB |")
+    print("|---|---|---|---|---|---|")
+    for L in sorted({n for ns in lengths.values() for n in ns}):
+        h, a = blocks.get(("H", L)), blocks.get(("D", L))
+        ratio = f"{a['time_s'] / h['time_s']:.2f}" if h and a else "-"
+        cols = [f"{r['time_s'] * 1e3:.1f}" if r else "-" for r in (h, a)]
+        mem = [f"{r['peak_mb']:.1f}" if r else "-" for r in (h, a)]
+        print(f"| {L} | {cols[0]} | {cols[1]} | {ratio} | {mem[0]} | {mem[1]} |")
+
+    flop_lengths = [2**k for k in range(10, 18)]
+    curves = flops_curves(flop_lengths)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / "hyena_flops_per_token.png"
+    plot_curves(flop_lengths, curves, png)
+    print(f"\n# analytic forward MFLOPs/token (8 blocks, d=256; FFT conv counted explicitly) -> {png}")
+    print("| model | " + " | ".join(f"{L // 1024}k" for L in flop_lengths) + " |")
+    print("|---|" + "---|" * len(flop_lengths))
+    for name, ys in curves.items():
+        print(f"| {name} ({PATTERN_PRESETS[name]}) | " + " | ".join(f"{y / 1e6:.1f}" for y in ys) + " |")
+
+    tps = variant_throughput(reps=2 if args.quick else 4)
+    print("\n# training tokens/s at 2,048 tokens (4 blocks, width 128, MoE 8 experts top-2, fwd+bwd+AdamW)")
+    for name, v in tps.items():
+        print(f"  {name:>11} ({PATTERN_PRESETS[name]}): {v:8.0f} tokens/s")
+
+    L_inf = 8192
+    inf = inference_filters(L_inf, reps=3 if args.quick else 7)
+    print(f"\n# inference, HyenaLite operator at L={L_inf} (no_grad, batch {BATCH}, bidirectional)")
+    for filt in ("implicit", "modal"):
+        print(
+            f"  {filt:>8}: operator {inf[f'{filt}_op_s'] * 1e3:7.2f} ms, "
+            f"filter spectrum {inf[f'{filt}_filter_s'] * 1e3:7.3f} ms"
+        )
+
+    ratios = {
+        "attention_over_hyena_time_8k": blocks[("D", 8192)]["time_s"] / blocks[("H", 8192)]["time_s"],
+        "hyena_time_32k_over_2k": blocks[("H", 32768)]["time_s"] / blocks[("H", 2048)]["time_s"],
+        "implicit_over_modal_inference": inf["implicit_op_s"] / inf["modal_op_s"],
+        "implicit_over_modal_filter": inf["implicit_filter_s"] / inf["modal_filter_s"],
+        "attention_time_8k_over_2k": blocks[("D", 8192)]["time_s"] / blocks[("D", 2048)]["time_s"],
+        "attention_over_hyena_memory_8k": blocks[("D", 8192)]["peak_mb"] / max(blocks[("H", 8192)]["peak_mb"], 1e-9),
+        "fast_over_expressive_tokens_per_s": tps["fast"] / tps["expressive"],
+    }
+    if ("D", 32768) in blocks:
+        ratios["attention_over_hyena_time_32k"] = blocks[("D", 32768)]["time_s"] / blocks[("H", 32768)]["time_s"]
+    goals = {
+        "attention_over_hyena_time_8k": ratios["attention_over_hyena_time_8k"] >= 4,
+        "hyena_time_32k_over_2k": ratios["hyena_time_32k_over_2k"] <= 24,
+        "implicit_over_modal_inference": ratios["implicit_over_modal_inference"] >= 2,
+    }
+    print("\n# goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in goals.items()))
+    conditions = {
+        **info,
+        "d_model": D_MODEL,
+        "batch": BATCH,
+        "dtype": "fp32",
+        "objective": "mlm",
+        "lengths_hyena": lengths["H"],
+        "lengths_attention": lengths["D"],
+        "inference_L": L_inf,
+        "quick": args.quick,
+        "goals_met": goals,
+        "tokens_per_s_2048": {k: round(v, 1) for k, v in tps.items()},
+        "wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    result = {"benchmark": "hyena_vs_attention", "ratios": {k: round(v, 3) for k, v in ratios.items()}}
+    print(json.dumps({**result, "conditions": conditions}))
+
+
+if __name__ == "__main__":
+    main()
