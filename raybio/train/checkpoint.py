@@ -181,11 +181,12 @@ def report(metrics: dict, engine, state: TrainState, rank_state: dict, rank: int
         )
 
 
-def restore(engine, rank: int, world: int) -> tuple[TrainState, dict] | None:
-    """Load the run's latest reported checkpoint (after a failure or on a restarted run), if any."""
+def restore(engine, rank: int, world: int, fallback=None) -> tuple[TrainState, dict] | None:
+    """Load the run's latest reported checkpoint (after a failure or on a restarted run), else
+    `fallback` (a `ray.train.Checkpoint` to start a new run from), if any."""
     import ray.train
 
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = ray.train.get_checkpoint() or fallback
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as d:

@@ -33,7 +33,12 @@ def build_trainer(
     path, fs = storage.ray_storage(storage_path, exp.data.s3)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"experiment": exp.model_dump(), "manifest": manifest},
+        train_loop_config={
+            "experiment": exp.model_dump(),
+            "manifest": manifest,
+            # Used only while the run has no checkpoint of its own (Train V2 has no resume_from_checkpoint).
+            "resume_from": _checkpoint(resume_from, exp) if resume_from else None,
+        },
         scaling_config=ray.train.ScalingConfig(
             num_workers=t.num_workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
@@ -51,7 +56,6 @@ def build_trainer(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.num_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
         ),
-        resume_from_checkpoint=_checkpoint(resume_from, exp) if resume_from else None,
     )
 
 

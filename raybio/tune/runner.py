@@ -51,6 +51,8 @@ class SweepSpec:
     flop_budget: float | None = None
     seed: int = 0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
+    # Continue an interrupted sweep of the same name: finished trials are kept, not re-run.
+    resume: bool = False
 
     @property
     def budget(self) -> str:
@@ -152,7 +154,13 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
             max_concurrent_trials=concurrency,
         ),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=root, callbacks=[TensorBoardCallback(tb_dir)], verbose=1
+            name=spec.name,
+            storage_path=root,
+            callbacks=[TensorBoardCallback(tb_dir)],
+            verbose=1,
+            # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
+            # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.
+            failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
     print(
@@ -160,6 +168,9 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
         f"{concurrency} concurrent trial(s) of {t.num_workers} worker(s); results -> {sweep_uri}",
         flush=True,
     )
+    if spec.resume and tune.Tuner.can_restore(sweep_uri):
+        # Unfinished and errored trials run again (resuming their Train checkpoints); finished ones are kept.
+        tuner = tune.Tuner.restore(sweep_uri, trainable=trainable, resume_errored=True)
     grid = tuner.fit()
 
     df = results_table(grid, spec.base)
