@@ -88,8 +88,8 @@ class LongFilter(nn.Module):
 class ModalFilter(LongFilter):
     """h_c(t) = Re Σ_k r_ck·exp(λ_ck·t) with λ = -softplus(a) + i·b, so Re λ < 0 for any parameters.
 
-    Poles and residues are fp32 parameters; exponents are formed in fp64 (phases b·t reach
-    1e4–1e5 rad at long L) and the taps come out of one complex64 matmul per filter.
+    Poles and residues are fp32 parameters. The time index is split as t = T·q + j, so the taps of
+    all filters come out of one small batched matmul instead of a (filters × modes × L) tensor.
     """
 
     def __init__(self, num_filters: int, num_modes: int, max_len: int, bidirectional: bool):
@@ -122,12 +122,24 @@ class ModalFilter(LongFilter):
     def residues(self) -> torch.Tensor:
         return torch.complex(self.residue_re_CS.double(), self.residue_im_CS.double())
 
+    def _modes(self, t_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Re and Im of exp(λ·t), each (C, S, N) fp32. Exponent and phase are formed in fp64 and the
+        phase is reduced mod 2π there, so fp32 exp/cos/sin stay accurate where b·t reaches 1e4–1e5."""
+        alpha_CS = nn.functional.softplus(self.decay_CS.double())
+        decay = torch.exp((-alpha_CS[:, :, None] * t_N).float())
+        phase = torch.remainder(self.freq_CS.double()[:, :, None] * t_N, 2 * math.pi).float()
+        return decay * torch.cos(phase), decay * torch.sin(phase)
+
     def impulse(self, L: int) -> torch.Tensor:
-        lam_CS, r_CS = self.poles(), self.residues()
+        # h(Tq + j) = Re Σ_k [r_k·e^{λ_k Tq}]·e^{λ_k j}: one real matmul over [Re, -Im] ⊗ [Re; Im].
         coarse_Q, fine_T = time_grid(L, self.decay_CS.device)
-        a_CQS = (r_CS[:, None, :] * torch.exp(lam_CS[:, None, :] * coarse_Q[None, :, None])).to(torch.complex64)
-        b_CST = torch.exp(lam_CS[:, :, None] * fine_T[None, None, :]).to(torch.complex64)
-        return torch.matmul(a_CQS, b_CST).real.reshape(lam_CS.shape[0], -1)[:, :L]
+        c_re, c_im = self._modes(coarse_Q)
+        r_re, r_im = self.residue_re_CS[:, :, None], self.residue_im_CS[:, :, None]
+        a_re, a_im = r_re * c_re - r_im * c_im, r_re * c_im + r_im * c_re
+        f_re, f_im = self._modes(fine_T)
+        a_CQ2S = torch.cat([a_re, -a_im], dim=1).transpose(1, 2)
+        b_C2ST = torch.cat([f_re, f_im], dim=1)
+        return torch.bmm(a_CQ2S, b_C2ST).reshape(a_CQ2S.shape[0], -1)[:, :L]
 
     def chunk_response(self, u_BDC: torch.Tensor, state_BFGS: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Causal convolution of one chunk that continues a stream; returns (y_BDC fp32, new state).
