@@ -19,6 +19,8 @@ from raybio.data.tokenizers import MODALITIES
 
 IGNORE = -100
 READ_CPUS = 0.25
+READ_TASK_BYTES = 64 << 20
+BLOCK_BYTES = 32 << 20
 CHUNK_ROWS = 1024  # rows per hand-over from Ray Data to the training loop (see iter_batches)
 PREFETCH_CHUNKS = 2
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -43,7 +45,7 @@ def read_split(
     paths = [local_path(p) for p in split_paths(shards_uri, manifest, split)]
     fs = None
     if storage.is_remote(shards_uri):
-        fs = storage.filesystem(shards_uri, storage.s3_options(s3))[0]
+        fs = storage.filesystem(shards_uri, storage.s3_options(s3), whole_files=True)[0]
         paths = [p.removeprefix("s3://") for p in paths]
     if split == "train":
         paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
@@ -59,13 +61,28 @@ def read_split(
             columns=["tokens", "modality"],
             partitioning=None,
             num_cpus=READ_CPUS,
+            override_num_blocks=read_tasks(manifest, split, len(paths)),
         )
     finally:
         ctx.use_datasource_v2 = saved
+    # Read tasks hand on a block every BLOCK_BYTES instead of one per task at its end, so the
+    # first batches arrive while the task is still reading.
+    ds.context.target_max_block_size = BLOCK_BYTES
     if split == "train" and mix:
         mixer = ModalityMixer(mix, manifest["splits"]["train"]["modalities"], seed)
         ds = ds.map_batches(mixer, batch_format="pyarrow", num_cpus=READ_CPUS)
     return ds
+
+
+def read_tasks(manifest: dict, split: str, n_files: int) -> int:
+    """Read tasks for a split: about READ_TASK_BYTES of tokens each, at most one per shard.
+
+    Each task (and each block it makes) costs scheduling and object-store round trips, which
+    dominate when shards are small; fewer, larger reads keep the stream ahead of training.
+    """
+    itemsize = np.dtype(manifest["tokenizer"].get("dtype", "uint16")).itemsize
+    nbytes = manifest["splits"][split]["tokens"] * itemsize
+    return int(min(n_files, max(1, -(-nbytes // READ_TASK_BYTES))))
 
 
 class ModalityMixer:

@@ -59,18 +59,23 @@ def s3_options(s3=None) -> S3Options:
     return opts
 
 
-def fsspec_s3(s3=None):
-    """An s3fs filesystem (for globbing and listing)."""
+def fsspec_s3(s3=None, whole_files: bool = False):
+    """An s3fs filesystem. `whole_files` fetches a file in one GET on its first read (for shards)."""
     import s3fs
 
-    return s3fs.S3FileSystem(skip_instance_cache=True, **s3_options(s3))
+    extra = {"default_cache_type": "all"} if whole_files else {}
+    return s3fs.S3FileSystem(skip_instance_cache=True, **s3_options(s3), **extra)
 
 
-def filesystem(uri: str, s3=None) -> tuple[pafs.FileSystem, str]:
-    """(pyarrow filesystem, path inside it) for a local path, file:// or s3:// URI."""
+def filesystem(uri: str, s3=None, whole_files: bool = False) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow filesystem, path inside it) for a local path, file:// or s3:// URI.
+
+    `whole_files=True` suits files read entirely and at random offsets, such as parquet
+    shards: each is fetched in one request instead of one per column chunk and footer.
+    """
     uri = str(uri)
     if uri.startswith("s3://"):
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec_s3(s3))), uri.removeprefix("s3://")
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec_s3(s3, whole_files))), uri.removeprefix("s3://")
     if uri.startswith("file://"):
         uri = uri.removeprefix("file://")
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
