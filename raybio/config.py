@@ -223,7 +223,7 @@ class TrainConfig(_Strict):
     eval_every: int = Field(100, ge=0, description="validate every N steps (a multiple of log_every; 0 = at the end)")
     eval_batches: int = Field(8, ge=1)
     seed: int = 0
-    checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (a multiple of log_every; 0 = at the end)")
+    checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (multiple of log_every; 0 = at end)")
     num_to_keep: int = Field(2, ge=1, description="checkpoints kept in storage (the newest)")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = unlimited)")
 
@@ -250,8 +250,9 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _check_expert_parallel(self) -> ExperimentConfig:
         ep, t = self.model.moe.ep_size, self.train
-        if ep > 1 and t.engine != "ddp":
-            raise ValueError(f"moe.ep_size={ep} (expert parallelism) runs on train.engine=ddp, not {t.engine!r}")
+        if ep > 1 and t.engine == "deepspeed" and t.zero_stage == 3:
+            # DeepSpeed partitions parameters over the whole world in stage 3; its MoE path stops at stage 2.
+            raise ValueError(f"moe.ep_size={ep} (expert parallelism) needs train.zero_stage <= 2 with engine=deepspeed")
         if t.num_workers % ep:
             raise ValueError(
                 f"moe.ep_size ({ep}) must divide train.num_workers ({t.num_workers}); "

@@ -1,5 +1,6 @@
-"""DeepSpeed ZeRO 1/2/3 on 2 CPU Ray Train workers (gloo) takes the same steps as DDP, and each
-engine's checkpoint restores into a fresh engine that continues exactly."""
+"""DeepSpeed ZeRO 1/2/3 on 2 CPU Ray Train workers (gloo) takes the same steps as DDP, also with the
+experts sharded over the two workers (expert parallelism), and each engine's checkpoint restores
+into a fresh engine that continues exactly."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import ray.cloudpickle
 import ray.train
 from ray.train.torch import TorchTrainer
 
-ENGINES = [("ddp", 0), ("deepspeed", 1), ("deepspeed", 2), ("deepspeed", 3)]
+# (engine, ZeRO stage, moe.ep_size)
+ENGINES = [("ddp", 0, 1), ("deepspeed", 1, 1), ("deepspeed", 2, 1), ("deepspeed", 3, 1), ("deepspeed", 2, 2)]
+NAMES = [f"{e}{z}_ep{ep}" for e, z, ep in ENGINES]
 STEPS, MORE = 4, 2
 
 
@@ -28,9 +31,9 @@ def _engines_worker(config: dict) -> None:
 
     rank, world = dist.get_rank(), dist.get_world_size()
     out: dict = {}
-    for engine_name, stage in config["engines"]:
-        exp = load_config("tiny", overrides=config["overrides"] + [f"train.engine={engine_name}"])
-        exp.train.zero_stage = stage
+    for (engine_name, stage, ep), name in zip(config["engines"], NAMES, strict=True):
+        engine_overrides = [f"train.engine={engine_name}", f"train.zero_stage={stage}", f"model.moe.ep_size={ep}"]
+        exp = load_config("tiny", overrides=config["overrides"] + engine_overrides)
 
         def build(exp=exp):
             torch.manual_seed(0)
@@ -49,7 +52,7 @@ def _engines_worker(config: dict) -> None:
 
         engine, gen = build(), torch.Generator().manual_seed(100 + rank)  # each rank its own batches
         losses = train(engine, gen, STEPS)
-        ckpt = Path(config["dir"]) / f"{engine_name}{stage}"
+        ckpt = Path(config["dir"]) / name
         ckpt.mkdir(exist_ok=True)
         rank_state = {"rng": checkpoint.rng_state(gen)}
         checkpoint.write(ckpt, engine, checkpoint.TrainState(step=STEPS, world_size=world), rank_state, rank, world)
@@ -61,7 +64,7 @@ def _engines_worker(config: dict) -> None:
         checkpoint.set_rng_state(rank_state["rng"], fresh_gen)
         resumed = train(fresh, fresh_gen, MORE)
         weights = engine.full_state_dict()
-        out[f"{engine_name}{stage}"] = {
+        out[name] = {
             "losses": losses + continued,
             "resumed": resumed,
             "lr": engine.lr,
@@ -82,7 +85,9 @@ def engine_runs(ray_local, tmp_path_factory):
         "model.n_heads=2",
         "model.vocab_size=40",
         "model.pattern=A",
+        "model.moe.num_experts=4",
         "model.max_seq_len=16",
+        "train.num_workers=2",
         "train.warmup_steps=2",
         "train.max_steps=10",
     ]
@@ -96,9 +101,9 @@ def engine_runs(ray_local, tmp_path_factory):
     return json.loads((out / "result.json").read_text())
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
-def test_zero_stage_takes_the_same_steps_as_ddp(engine_runs, stage):
-    ddp, zero = engine_runs["ddp0"], engine_runs[f"deepspeed{stage}"]
+@pytest.mark.parametrize("name", NAMES[1:])
+def test_zero_stage_takes_the_same_steps_as_ddp(engine_runs, name):
+    ddp, zero = engine_runs[NAMES[0]], engine_runs[name]
     assert len(zero["losses"]) == STEPS + MORE
     assert zero["losses"] == pytest.approx(ddp["losses"], rel=1e-4)
     assert zero["lr"] == pytest.approx(ddp["lr"])
@@ -107,9 +112,9 @@ def test_zero_stage_takes_the_same_steps_as_ddp(engine_runs, stage):
     assert zero["losses"][-1] < zero["losses"][0]
 
 
-@pytest.mark.parametrize("name", ["ddp0", "deepspeed1", "deepspeed2", "deepspeed3"])
+@pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_restores_into_a_fresh_engine(engine_runs, name):
     run = engine_runs[name]
     assert run["resumed"] == pytest.approx(run["losses"][STEPS:], rel=1e-5)
     # ZeRO partitions optimizer state per rank: more files than DDP's single copy.
-    assert run["n_files"] >= (4 if name == "ddp0" else 6)
+    assert run["n_files"] >= (4 if name.startswith("ddp") else 6)

@@ -195,5 +195,6 @@ def test_experiment_config_rejects_ep_sizes_the_run_cannot_use():
 
     with pytest.raises(ConfigError, match=r"moe.ep_size \(2\) must divide train.num_workers \(3\)"):
         load_config("tiny", overrides=["model.moe.ep_size=2", "train.num_workers=3"])
-    with pytest.raises(ConfigError, match=r"runs on train.engine=ddp, not 'deepspeed'"):
-        load_config("tiny", overrides=["model.moe.ep_size=2", "train.num_workers=2", "train.engine=deepspeed"])
+    with pytest.raises(ConfigError, match=r"needs train.zero_stage <= 2 with engine=deepspeed"):
+        ds3 = ["train.engine=deepspeed", "train.zero_stage=3"]
+        load_config("tiny", overrides=["model.moe.ep_size=2", "train.num_workers=2", *ds3])

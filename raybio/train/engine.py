@@ -46,9 +46,17 @@ class Engine(Protocol):
     def full_state_dict(self) -> dict | None: ...
 
 
-def build_optimizer(model: nn.Module, exp: ExperimentConfig) -> torch.optim.AdamW:
-    """AdamW; matrices decay, norms and vectors do not; µP hidden matrices get lr/m (see models/mup.py)."""
+def build_optimizer(model: nn.Module, exp: ExperimentConfig, expert_groups: bool = False) -> torch.optim.AdamW:
+    """AdamW; matrices decay, norms and vectors do not; µP hidden matrices get lr/m (see models/mup.py).
+
+    `expert_groups` moves expert weights into groups of their own, marked the way DeepSpeed's
+    ZeRO expects for parameters it partitions over an expert-data-parallel group.
+    """
     groups = param_groups(model, exp.model, exp.train.lr, exp.train.weight_decay)
+    if expert_groups:
+        from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
+
+        groups = [g for g in split_params_into_different_moe_groups_for_optimizer(groups) if g["params"]]
     return torch.optim.AdamW(groups, lr=exp.train.lr, betas=ADAM_BETAS, fused=False)
 
 
@@ -153,8 +161,46 @@ def deepspeed_config(tcfg: TrainConfig, device: torch.device) -> dict:
     return cfg
 
 
+def _expert_groups_module(deepspeed, ep_size: int) -> nn.Module:
+    """A parameter-less `deepspeed.moe.layer.MoE` whose only job is to make DeepSpeed treat the model as MoE.
+
+    DeepSpeed reduces a parameter marked `allreduce=False` over the expert-data-parallel group
+    named by its `group_name` (and ZeRO partitions it there) only in a model that contains one
+    of its own MoE layers; ours are not. This stand-in creates DeepSpeed's expert groups, whose
+    layout (EP groups of consecutive ranks, replicas strided by ep_size) is parallel.py's.
+    """
+    from deepspeed.moe.layer import MoE as DeepSpeedMoE
+    from deepspeed.utils import groups
+
+    class ExpertGroups(DeepSpeedMoE):
+        def __init__(self):
+            nn.Module.__init__(self)  # no experts, no gate: DeepSpeed only inspects the type and these fields
+            self.ep_size, self.num_experts, self.num_local_experts = ep_size, ep_size, 0
+            self.expert_group_name = f"ep_size_{ep_size}"
+
+        def set_deepspeed_parallelism(self, use_data_before_expert_parallel_: bool = False) -> None:
+            if self.expert_group_name not in groups._get_expert_parallel_group_dict():
+                groups._create_expert_and_data_parallel(self.ep_size, use_data_before_expert_parallel_=False)
+
+    return ExpertGroups()
+
+
+class _WithExpertGroups(nn.Module):
+    def __init__(self, model: nn.Module, groups: nn.Module):
+        super().__init__()
+        self.model, self.expert_groups = model, groups
+
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+
 class DeepSpeedEngine:
-    """DeepSpeed ZeRO stage 0-3 around the same AdamW and schedule as `DDPEngine`."""
+    """DeepSpeed ZeRO stage 0-3 around the same AdamW and schedule as `DDPEngine`.
+
+    With `moe.ep_size > 1` experts are sharded as in `DDPEngine`; DeepSpeed's own MoE
+    machinery then reduces (and ZeRO-partitions) each expert weight over the ranks holding the
+    same shard only, and averages by the world size, as parallel.py's module doc derives.
+    """
 
     STATE_DIR, TAG = "deepspeed", "state"
 
@@ -163,9 +209,18 @@ class DeepSpeedEngine:
         self._deepspeed = deepspeed
         self.tcfg = exp.train
         self.raw_model = model
-        optimizer = build_optimizer(model, exp)
+        self.ep = None
+        module = model
+        if exp.model.moe.ep_size > 1 and "A" in exp.model.pattern:
+            if exp.train.zero_stage == 3:  # DeepSpeed's MoE path stops at stage 2 (ExperimentConfig says so too)
+                raise ValueError("engine=deepspeed with moe.ep_size > 1 needs train.zero_stage <= 2")
+            self.ep = parallel.setup_expert_parallel(model, exp.model.moe.ep_size)
+            for _, p in parallel.expert_params(model):
+                p.allreduce, p.group_name = False, f"ep_size_{exp.model.moe.ep_size}"
+            module = _WithExpertGroups(model, _expert_groups_module(deepspeed, exp.model.moe.ep_size))
+        optimizer = build_optimizer(model, exp, expert_groups=self.ep is not None)
         self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model,
+            model=module,
             optimizer=optimizer,
             lr_scheduler=lambda opt: build_scheduler(opt, exp.train),
             config=deepspeed_config(exp.train, device),
@@ -195,6 +250,11 @@ class DeepSpeedEngine:
         )
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state under {directory / self.STATE_DIR}/{self.TAG}")
+        if self.ep:
+            # DeepSpeed keeps expert weights only for its own MoE layers; ours come from the full weights,
+            # sliced to this rank's shard (ZeRO's fp32 master partitions were restored with the optimizer).
+            weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+            self.raw_model.load_state_dict(weights)
 
     def full_state_dict(self) -> dict | None:
         """Full fp32 weights on every rank (collective under ZeRO-3, which shards the parameters)."""
@@ -205,7 +265,7 @@ class DeepSpeedEngine:
             else contextlib.nullcontext()
         )
         with ctx:
-            return {k: v.detach().float().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+            return {k: v.detach().float().cpu().clone() for k, v in parallel.full_state_dict(self.raw_model).items()}
 
 
 def build_engine(model: nn.Module, exp: ExperimentConfig, device: torch.device) -> Engine:
