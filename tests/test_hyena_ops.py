@@ -8,7 +8,16 @@ import torch
 from hyena_testlib import single_thread
 
 from raybio.config import HyenaConfig
-from raybio.models.hyena import HyenaLite, ImplicitFilter, ModalFilter, fftconv, kernel_spectrum
+from raybio.models.hyena import (
+    HyenaLite,
+    ImplicitFilter,
+    ModalFilter,
+    fftconv,
+    fftconv_spectrum,
+    kernel_spectrum,
+    two_sided_kernel,
+)
+from raybio.models.hyena.shortconv import short_conv
 
 one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
@@ -36,14 +45,42 @@ def test_fftconv_equals_direct_convolution(bidirectional, L, D, F):
     gen = torch.Generator().manual_seed(L)
     u_BDL = torch.randn(2, D, L, generator=gen)
     h_CL = torch.randn(F * (2 if bidirectional else 1), L, generator=gen)
-    got = fftconv(u_BDL, kernel_spectrum(h_CL, bidirectional))
     want = direct_conv(u_BDL.double().numpy(), h_CL.double().numpy(), bidirectional)
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
+    from_kernel = fftconv(u_BDL, two_sided_kernel(h_CL, bidirectional))
+    from_spectrum = fftconv_spectrum(u_BDL, kernel_spectrum(h_CL, bidirectional))
+    np.testing.assert_allclose(from_kernel.numpy(), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(from_spectrum.numpy(), want, rtol=1e-4, atol=1e-4)
 
 
-def test_fftconv_rejects_spectrum_of_another_length():
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_fftconv_custom_backward_matches_autograd(bidirectional):
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(3, 6, 40, generator=gen, requires_grad=True)
+    h = torch.randn(2 * (2 if bidirectional else 1), 40, generator=gen, requires_grad=True)
+    g = torch.randn(3, 6, 40, generator=gen)
+    grads = []
+    for conv in (lambda: fftconv(u, two_sided_kernel(h, bidirectional)),
+                 lambda: fftconv_spectrum(u, kernel_spectrum(h, bidirectional))):  # fmt: skip
+        grads.append(torch.autograd.grad((conv() * g).sum(), (u, h)))
+    for custom, reference in zip(*grads, strict=True):
+        torch.testing.assert_close(custom, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_fftconv_rejects_inputs_of_another_length():
     with pytest.raises(ValueError, match="expected L \\+ 1 = 9"):
-        fftconv(torch.randn(1, 2, 8), kernel_spectrum(torch.randn(2, 16), False))
+        fftconv_spectrum(torch.randn(1, 2, 8), kernel_spectrum(torch.randn(2, 16), False))
+    with pytest.raises(ValueError, match="expected 2L = 16"):
+        fftconv(torch.randn(1, 2, 8), torch.randn(2, 32))
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_short_conv_equals_causal_conv1d(k):
+    gen = torch.Generator().manual_seed(k)
+    z = torch.randn(2, 5, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, k, generator=gen, dtype=torch.float64, requires_grad=True)
+    want = torch.nn.functional.conv1d(torch.nn.functional.pad(z, (k - 1, 0)), w[:, None], groups=5)
+    torch.testing.assert_close(short_conv(z, w), want)
+    assert torch.autograd.gradcheck(short_conv, (z, w))
 
 
 @pytest.mark.parametrize("L", [1, 2, 50, 1000, 4097])

@@ -4,9 +4,10 @@ Convention: 2 FLOPs per multiply-accumulate of every matmul; elementwise work is
 counted (it is what `torch.utils.flop_counter.FlopCounterMode` counts too). Attention
 scores are counted over the full L×L square, causal or not, since that is what SDPA's
 math kernel executes. Training = 3 × forward (backward costs two forward matmuls).
-HyenaLite (`H`): projections and the depthwise short conv as above (2 FLOPs per tap); the
-FFT convolution analytically (`fftconv_flops_per_token`), since FlopCounterMode sees no FFT;
-filter generation is not counted (once per forward for the whole batch, cached at inference).
+HyenaLite (`H`): projections as above; the depthwise short conv at 2 FLOPs per tap and the
+FFT convolution (`fftconv_flops_per_token`) analytically, since FlopCounterMode sees neither
+(the short conv runs as shifted multiply-adds, the FFT is not a matmul); filter generation
+is not counted (once per forward for the whole batch, cached at inference).
 """
 
 from __future__ import annotations

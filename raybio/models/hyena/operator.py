@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from raybio.config import HyenaConfig
-from raybio.models.hyena.fftconv import fftconv
+from raybio.models.hyena.fftconv import fftconv, fftconv_spectrum
 from raybio.models.hyena.filters import ImplicitFilter, LongFilter, ModalFilter
+from raybio.models.hyena.shortconv import short_conv
 
 
 def make_filter(cfg: HyenaConfig, num_filters: int, max_len: int, bidirectional: bool) -> LongFilter:
@@ -40,7 +40,12 @@ class HyenaState:
 
 
 class HyenaLite(nn.Module):
-    """Order-2 Hyena with a modal (or implicit) long filter; causal when `causal`, else bidirectional."""
+    """Order-2 Hyena with a modal (or implicit) long filter; causal when `causal`, else bidirectional.
+
+    Activations run channels-first (B, C, L) between the projections, so the short conv and the
+    FFTs work on contiguous rows; the projections read and write (B, L, D) through transposed
+    matmul operands, which BLAS handles without copies.
+    """
 
     def __init__(self, d_model: int, cfg: HyenaConfig, causal: bool, max_len: int):
         super().__init__()
@@ -49,33 +54,44 @@ class HyenaLite(nn.Module):
             raise ValueError(f"hyena.filter_groups={group} must divide d_model={d_model}")
         self.d_model, self.causal, self.kernel = d_model, causal, cfg.short_conv
         self.in_proj = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.short_conv = nn.Conv1d(3 * d_model, 3 * d_model, cfg.short_conv, groups=3 * d_model, bias=False)
+        self.short_conv_CK = nn.Parameter(torch.empty(3 * d_model, cfg.short_conv))
         self.omega = nn.Parameter(torch.ones(d_model))
         self.filter = make_filter(cfg, d_model // group, max_len, bidirectional=not causal)
         self.wo = nn.Linear(d_model, d_model, bias=False)
+        self.reset_filter_parameters()
 
     def reset_filter_parameters(self) -> None:
         """Initialise what a generic N(0, 0.02) matrix init must not touch: short conv, ω, long filter."""
-        self.short_conv.reset_parameters()
+        bound = self.kernel**-0.5  # nn.Conv1d's default for a depthwise conv (fan_in = k)
+        nn.init.uniform_(self.short_conv_CK, -bound, bound)
         nn.init.ones_(self.omega)
         self.filter.reset_parameters()
 
-    def _split(self, z_BCL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Short-conv output -> (gate x2, convolution input u = x1 ⊙ v), both B, D, L."""
-        x2, x1, v = z_BCL.chunk(3, dim=1)
-        return x2, x1 * v
+    def _project_in(self, x_BLD: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.in_proj.weight, x_BLD.mT)  # (B, 3D, L), contiguous
+
+    @staticmethod
+    def _split(z_BCL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Short-conv output -> (gate x2, long-conv input u = x1 ⊙ v), both (B, D, L)."""
+        x2_BDL, x1_BDL, v_BDL = z_BCL.chunk(3, dim=1)
+        return x2_BDL, x1_BDL * v_BDL
 
     def _output(self, x2_BDL: torch.Tensor, u_BDL: torch.Tensor, hu_BDL: torch.Tensor) -> torch.Tensor:
-        """y = x2 ⊙ (h ∗ u + ω ⊙ u), projected out; returns B, L, D."""
-        y_BDL = hu_BDL + self.omega[:, None].float() * u_BDL.float()
-        return self.wo((x2_BDL * y_BDL.to(x2_BDL.dtype)).transpose(1, 2))
+        """y = x2 ⊙ (h ∗ u + ω ⊙ u), projected out; returns (B, L, D)."""
+        y_BDL = torch.addcmul(hu_BDL, self.omega[:, None].float(), u_BDL.float())
+        return torch.matmul((x2_BDL * y_BDL.to(x2_BDL.dtype)).mT, self.wo.weight.T)
+
+    def long_conv(self, u_BDL: torch.Tensor) -> torch.Tensor:
+        """h ∗ u in fp32: from the cached spectrum at inference, through the custom-backward FFT in training."""
+        L = u_BDL.shape[-1]
+        if self.filter.needs_grad():
+            return fftconv(u_BDL, self.filter.kernel(L))
+        return fftconv_spectrum(u_BDL, self.filter.spectrum(L))
 
     def forward(self, x_BLD: torch.Tensor, rotary: object = None) -> torch.Tensor:
         """Mix a whole sequence. `rotary` is accepted for the block interface and unused."""
-        L = x_BLD.shape[1]
-        z_BCL = self.in_proj(x_BLD).transpose(1, 2)
-        x2_BDL, u_BDL = self._split(self.short_conv(F.pad(z_BCL, (self.kernel - 1, 0))))
-        return self._output(x2_BDL, u_BDL, fftconv(u_BDL, self.filter.spectrum(L)))
+        x2_BDL, u_BDL = self._split(short_conv(self._project_in(x_BLD), self.short_conv_CK))
+        return self._output(x2_BDL, u_BDL, self.long_conv(u_BDL))
 
     def init_state(self, batch: int, device: torch.device) -> HyenaState:
         """An empty stream (all-zero history)."""
@@ -94,8 +110,10 @@ class HyenaLite(nn.Module):
 
     def forward_chunk(self, x_BCD: torch.Tensor, state: HyenaState) -> tuple[torch.Tensor, HyenaState]:
         """Mix the next chunk of a stream (any length >= 1); equals `forward` on the concatenated stream."""
-        z_BCL = torch.cat([state.fir_BCK.to(x_BCD.dtype), self.in_proj(x_BCD).transpose(1, 2)], dim=-1)
+        C = x_BCD.shape[1]
+        z_BCL = torch.cat([state.fir_BCK.to(x_BCD.dtype), self._project_in(x_BCD)], dim=-1)
         fir_BCK = z_BCL[..., z_BCL.shape[-1] - (self.kernel - 1) :]
-        x2_BDL, u_BDL = self._split(self.short_conv(z_BCL))
+        # The first k - 1 outputs only exist to consume the carried FIR history.
+        x2_BDL, u_BDL = self._split(short_conv(z_BCL, self.short_conv_CK)[..., -C:])
         hu_BDL, modal_BFGS = self.filter.chunk_response(u_BDL, state.modal_BFGS)
         return self._output(x2_BDL, u_BDL, hu_BDL), HyenaState(fir_BCK=fir_BCK, modal_BFGS=modal_BFGS)
