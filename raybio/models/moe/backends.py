@@ -49,12 +49,16 @@ def loop_experts(xs_SD, counts_E, w1_EDH, w3_EDH, w2_EHD) -> torch.Tensor:
     return torch.cat(outs) if outs else xs_SD.new_zeros(0, w2_EHD.shape[-1])
 
 
-class _FreshGrad(torch.autograd.Function):
-    """Identity whose backward hands on a freshly laid-out gradient.
+def _fresh(g: torch.Tensor) -> torch.Tensor:
+    """`g` laid out densely: `_grouped_mm`'s backward rejects zero-stride gradients (e.g. from
+    `.sum()`, which expands, or any empty tensor) and needs 16-byte-aligned strides."""
+    if g.is_contiguous() and g.numel():
+        return g
+    return torch.empty(g.shape, dtype=g.dtype, device=g.device).copy_(g)
 
-    `_grouped_mm`'s backward rejects zero-stride gradients (e.g. from `.sum()`, which
-    expands, or any empty tensor) and needs 16-byte-aligned strides.
-    """
+
+class _FreshGrad(torch.autograd.Function):
+    """Identity whose backward hands on `_fresh(gradient)` (for `_grouped_mm`'s own backward)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -62,12 +66,41 @@ class _FreshGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: torch.Tensor) -> torch.Tensor:
-        if g.is_contiguous() and g.numel():
-            return g
-        return torch.empty(g.shape, dtype=g.dtype, device=g.device).copy_(g)
+        return _fresh(g)
+
+
+class _CPUGroupedMM(torch.autograd.Function):
+    """`_grouped_mm` on CPU with a faster weight gradient.
+
+    torch's CPU fallback computes the weight gradient (a 2-D x 2-D grouped product) at about
+    half the speed of plain `mm` (measured with torch 2.13: 70 vs 120 GFLOP/s for 64 experts
+    of 128 rows, d 512); per-expert `mm` into one buffer runs at full speed.
+    """
+
+    @staticmethod
+    def forward(ctx, a_SK: torch.Tensor, b_EKN: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a_SK, b_EKN, offs_E)
+        return torch._grouped_mm(a_SK, b_EKN, offs=offs_E)
+
+    @staticmethod
+    def backward(ctx, g_SN: torch.Tensor):
+        a_SK, b_EKN, offs_E = ctx.saved_tensors
+        g_SN = _fresh(g_SN)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch._grouped_mm(g_SN, b_EKN.transpose(-2, -1), offs=offs_E)
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.empty_like(b_EKN)
+            start = 0
+            for e, end in enumerate(offs_E.tolist()):
+                torch.mm(a_SK[start:end].t(), g_SN[start:end], out=grad_b[e])  # zeros when the slice is empty
+                start = end
+        return grad_a, grad_b, None
 
 
 def _gmm(a_SK: torch.Tensor, b_EKN: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+    if a_SK.device.type == "cpu":
+        return _CPUGroupedMM.apply(a_SK, b_EKN, offs_E)
     return _FreshGrad.apply(torch._grouped_mm(a_SK, b_EKN, offs=offs_E))
 
 

@@ -34,7 +34,9 @@ class RoutedExperts(nn.Module):
 
     def __init__(self, num_experts: int, d_model: int, hidden: int):
         super().__init__()
-        self.num_experts = num_experts  # global count, whatever the shard
+        # Sizes as plain ints: parameter shapes are not reliable under ZeRO-3 partitioning.
+        self.num_experts = self.local_experts = num_experts  # global count; this rank's count
+        self.d_model, self.hidden = d_model, hidden
         self.w1_EDH = nn.Parameter(torch.empty(num_experts, d_model, hidden))
         self.w3_EDH = nn.Parameter(torch.empty(num_experts, d_model, hidden))
         self.w2_EHD = nn.Parameter(torch.empty(num_experts, hidden, d_model))
@@ -42,10 +44,6 @@ class RoutedExperts(nn.Module):
             nn.init.normal_(w, std=0.02)  # BioLM re-initialises by name; this serves standalone use
         self.shard: ExpertShard | None = None
         self._register_load_state_dict_pre_hook(self._slice_full_tensors)
-
-    @property
-    def local_experts(self) -> int:
-        return self.w1_EDH.shape[0]
 
     @property
     def first_expert(self) -> int:
@@ -64,7 +62,7 @@ class RoutedExperts(nn.Module):
         for name in EXPERT_PARAMS:
             full = getattr(self, name)
             setattr(self, name, nn.Parameter(full.detach()[shard.rank * n : (shard.rank + 1) * n].clone()))
-        self.shard = shard
+        self.shard, self.local_experts = shard, n
 
     def _slice_full_tensors(self, state_dict: dict, prefix: str, *args) -> None:
         for name in EXPERT_PARAMS:

@@ -52,7 +52,7 @@ class MoE(nn.Module):
 
     def backend_name(self, x: torch.Tensor) -> str:
         """The concrete backend this layer runs for input `x` ('grouped', 'loop' or 'megablocks')."""
-        return backends.resolve(self.cfg.backend, x, self.w1_EDH.shape[1], self.w1_EDH.shape[2])
+        return backends.resolve(self.cfg.backend, x, self.experts.d_model, self.experts.hidden)
 
     def forward(self, x_BLD: torch.Tensor) -> torch.Tensor:
         B, L, D = x_BLD.shape
