@@ -234,14 +234,19 @@ def local_s3(directory: Path):
 
 
 def run(quick: bool) -> dict:
-    from raybio.cluster import init_ray
+    from raybio.cluster import DATA_CPU_RESERVE, init_ray
     from raybio.config import load_config
     from raybio.data.prepare import default_shards_uri, prepare
 
     info = machine()
     t0 = time.perf_counter()
     tok = bench_tokenizers(quick)
-    init_ray()
+    if os.environ.get("RAY_ADDRESS"):
+        init_ray()
+    else:  # a fresh local cluster, never someone else's `ray start` on this machine
+        import ray
+
+        ray.init(address="local", num_cpus=(os.cpu_count() or 1) + DATA_CPU_RESERVE, dashboard_host="127.0.0.1")
     tiny = load_config("tiny")
     batch = tiny.train.batch_size
     multi = load_config(

@@ -21,6 +21,7 @@ IGNORE = -100
 READ_CPUS = 0.25
 READ_TASK_BYTES = 64 << 20
 BLOCK_BYTES = 32 << 20
+REMOTE_BLOCK_BYTES = 8 << 20
 CHUNK_ROWS = 1024  # rows per hand-over from Ray Data to the training loop (see iter_batches)
 PREFETCH_CHUNKS = 2
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -62,12 +63,13 @@ def read_split(
             partitioning=None,
             num_cpus=READ_CPUS,
             override_num_blocks=read_tasks(manifest, split, len(paths)),
+            concurrency=read_concurrency(),
         )
     finally:
         ctx.use_datasource_v2 = saved
     # Read tasks hand on a block every BLOCK_BYTES instead of one per task at its end, so the
-    # first batches arrive while the task is still reading.
-    ds.context.target_max_block_size = BLOCK_BYTES
+    # first batches arrive while the task is still reading (sooner from slower object storage).
+    ds.context.target_max_block_size = BLOCK_BYTES if fs is None else REMOTE_BLOCK_BYTES
     if split == "train" and mix:
         mixer = ModalityMixer(mix, manifest["splits"]["train"]["modalities"], seed)
         ds = ds.map_batches(mixer, batch_format="pyarrow", num_cpus=READ_CPUS)
@@ -83,6 +85,17 @@ def read_tasks(manifest: dict, split: str, n_files: int) -> int:
     itemsize = np.dtype(manifest["tokenizer"].get("dtype", "uint16")).itemsize
     nbytes = manifest["splits"][split]["tokens"] * itemsize
     return int(min(n_files, max(1, -(-nbytes // READ_TASK_BYTES))))
+
+
+def read_concurrency() -> int:
+    """Read tasks in flight: a quarter of the cluster's CPUs, at least two.
+
+    Reads ask for a fraction of a CPU (see read_split), so without a cap Ray would start
+    many reader processes at once and oversubscribe a small machine.
+    """
+    import ray
+
+    return max(2, int(ray.cluster_resources().get("CPU", 0)) // 4)
 
 
 class ModalityMixer:
