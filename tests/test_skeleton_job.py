@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -39,13 +40,16 @@ def processes_of(temp_dir: str) -> list[psutil.Process]:
 def ray_head():
     """A Ray head with its own temp dir and ports, stopped by PID (not `ray stop`, which stops every cluster)."""
     temp_dir = tempfile.mkdtemp(prefix="rbjob")  # short: Ray's socket paths have a length limit
-    gcs, dash = free_port(), free_port()
+    gcs, dash, *agent = (free_port() for _ in range(6))
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     cmd = [str(bin_dir / "ray"), "start", "--head", f"--port={gcs}", f"--temp-dir={temp_dir}", "--num-cpus=3",
            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           "--disable-usage-stats"]  # fmt: skip
+           "--disable-usage-stats",
+           # Own agent ports: the defaults are taken by any other Ray instance on this machine.
+           f"--dashboard-agent-listen-port={agent[0]}", f"--dashboard-agent-grpc-port={agent[1]}",
+           f"--runtime-env-agent-port={agent[2]}", f"--metrics-export-port={agent[3]}"]  # fmt: skip
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
     try:
         yield f"http://127.0.0.1:{dash}", env
@@ -57,15 +61,24 @@ def ray_head():
         psutil.wait_procs(procs, timeout=30)
 
 
-def test_sweep_script_runs_as_a_ray_job(ray_head, tmp_path):
+def test_sweep_script_runs_as_a_ray_job(ray_head, tmp_path, monkeypatch):
     address, env = ray_head
     bin_dir = Path(sys.executable).parent
     submit = [str(bin_dir / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
               "python", "sweeps/expert_count.py", "--smoke", "--experts", "2", "--storage", str(tmp_path)]  # fmt: skip
     t0 = time.time()
-    out = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
-    log = out.stdout + out.stderr
+    for _ in range(30):  # the head's job agent registers a few seconds after `ray start` returns
+        out = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+        log = out.stdout + out.stderr
+        if "No available agent to submit job" not in log:
+            break
+        time.sleep(2)
     assert out.returncode == 0, log[-4000:]
-    assert "SUCCEEDED" in log, log[-4000:]
+    job_id = re.search(r"raysubmit_\w+", log).group(0)
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the head was started
+
+    assert JobSubmissionClient(address).get_job_status(job_id) == JobStatus.SUCCEEDED
     assert (tmp_path / "expert_count" / "results.csv").exists()
     assert time.time() - t0 < 600
