@@ -68,8 +68,9 @@ def worker(kind: str, L: int, budget_s: float) -> dict:
 
     def run(n: int) -> float:
         x = torch.randn(BATCH, n, D_MODEL, requires_grad=True)
+        grad = torch.randn(BATCH, n, D_MODEL)  # a dense output gradient, as inside a model
         t0 = time.perf_counter()
-        block(x, rotary).sum().backward()
+        block(x, rotary).backward(grad)
         return time.perf_counter() - t0
 
     run(min(L, 512))  # first-call setup (kernels, thread pool) outside the measurement
@@ -81,13 +82,14 @@ def worker(kind: str, L: int, budget_s: float) -> dict:
     return {"time_s": statistics.median(times), "peak_mb": max(peak, 0) / 2**20, "reps": len(times)}
 
 
-def measure_blocks(lengths: dict[str, list[int]], budget_s: float) -> dict[tuple[str, int], dict]:
+def measure_blocks(lengths: dict[str, list[int]], budget_s: float, threads: int) -> dict[tuple[str, int], dict]:
     out = {}
     for L in sorted({n for ns in lengths.values() for n in ns}):
         for kind in ("H", "D"):
             if L not in lengths[kind]:
                 continue
             cmd = [sys.executable, __file__, "--worker", kind, str(L), "--budget", str(budget_s)]
+            cmd += ["--threads", str(threads)]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             out[(kind, L)] = json.loads(res.stdout.strip().splitlines()[-1])
             r = out[(kind, L)]
@@ -192,8 +194,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer lengths and repeats (< 90 s)")
     ap.add_argument("--out", default="benchmarks/results", help="directory for the FLOPs PNG")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "L"), help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     ap.add_argument("--budget", type=float, default=3.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.budget)))
         return
@@ -203,7 +208,7 @@ def main() -> None:
     lengths = QUICK if args.quick else {"H": FULL_LENGTHS, "D": FULL_LENGTHS}
     print(f"# HyenaLite vs attention — {info['cpu']}, {info['nproc']} CPUs, torch {info['torch']}")
     print(f"# one block (mixer + SwiGLU MLP, width {D_MODEL}, batch {BATCH}, fp32, MLM/bidirectional), fwd+bwd")
-    blocks = measure_blocks(lengths, budget_s=1.0 if args.quick else 4.0)
+    blocks = measure_blocks(lengths, budget_s=1.0 if args.quick else 4.0, threads=torch.get_num_threads())
 
     print("\n| L | HyenaLite ms | attention ms | attn/Hyena time | HyenaLite MB | attention MB |")
     print("|---|---|---|---|---|---|")
