@@ -13,9 +13,12 @@ DATA_CPU_RESERVE = 1
 
 
 def init_ray(num_cpus: int | None = None) -> dict:
-    """Attach to the cluster (under `ray job submit` or with RAY_ADDRESS set), else start one.
+    """Attach to the cluster named by RAY_ADDRESS (set by `ray job submit`; `auto` = the
+    cluster this machine belongs to), else start a new local one.
 
-    A local cluster binds its dashboard to 127.0.0.1 only.
+    The local cluster is always new (`address="local"`): Ray would otherwise attach to any
+    cluster another process on this machine happens to have started. Its dashboard binds
+    127.0.0.1 only.
     """
     if ray.is_initialized():
         return ray.cluster_resources()
@@ -24,6 +27,7 @@ def init_ray(num_cpus: int | None = None) -> dict:
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
         ray.init(
+            address="local",
             num_cpus=num_cpus or (os.cpu_count() or 1) + DATA_CPU_RESERVE,
             # The dashboard also serves the state API that Ray Train's cleanup polls.
             dashboard_host="127.0.0.1",

@@ -3,7 +3,8 @@
 Variants (per group of four blocks, HyenaMoE §3): dense transformer (D), MoE transformer
 (A), Pure Hyena (H), Striped (H/D alternating), HyenaMoE Fast (1 A : 3 H), Standard
 (2 : 2 alternating) and Expressive (3 A : 1 H). Each variant's width is chosen so its total
-parameter count is closest to the base (dense) model's; equal tokens per trial.
+parameter count is closest to the base (dense) model's, then its FFN size closes the gap;
+equal tokens per trial.
 
     python sweeps/hybrid_ratio.py --variants dense fast standard expressive
 """

@@ -107,8 +107,8 @@ def test_hybrid_variants_match_the_dense_parameter_count():
     from raybio.tune.args import SMOKE
     from raybio.tune.space import count_params, trial_experiment
 
-    base = load_config("tiny", overrides=[*SMOKE, "model.n_layers=4"])
+    base = load_config("tiny", overrides=[*SMOKE, "model.n_layers=4", "model.moe.num_experts=4", "model.moe.top_k=1"])
     target = count_params(base)
-    for variant in ("fast", "standard", "expressive", "pure_hyena"):
+    for variant in ("moe", "striped", "fast", "standard", "expressive", "pure_hyena"):
         exp = trial_experiment(base, {"variant_equal_params": variant})
-        assert abs(count_params(exp) - target) / target < 0.15, variant
+        assert abs(count_params(exp) - target) / target < 0.02, variant

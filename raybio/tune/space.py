@@ -66,19 +66,26 @@ def count_params(exp: ExperimentConfig) -> int:
 
 
 def _variant_equal_params(name: str, base: ExperimentConfig) -> dict:
-    """The variant's pattern at the width whose parameter count is closest to the base model's."""
+    """The variant's pattern at the width, then FFN size, whose parameter count is closest to the base's.
+
+    Width moves in steps of 2·n_heads (coarse at small widths); the SwiGLU hidden size, on
+    which the count depends linearly, then closes the remaining gap.
+    """
     from raybio.config import validate
 
     target = count_params(base)
     step = 2 * base.model.n_heads  # keeps d_model divisible by heads with an even head dim
     pattern = _variant(name, base)
-    best, best_gap = base.model.d_model, None
-    for d in range(step, 4 * base.model.d_model + 1, step):
-        exp = validate(deep_merge(base.model_dump(), deep_merge(pattern, {"model": {"d_model": d}})))
-        gap = abs(count_params(exp) - target)
-        if best_gap is None or gap < best_gap:
-            best, best_gap = d, gap
-    return deep_merge(pattern, {"model": {"d_model": best}})
+
+    def build(d_model: int, d_ffn: int | None = None) -> ExperimentConfig:
+        over = deep_merge(pattern, {"model": {"d_model": d_model, "d_ffn": d_ffn}})
+        return validate(deep_merge(base.model_dump(), over))
+
+    d = min(range(step, 4 * base.model.d_model + 1, step), key=lambda w: abs(count_params(build(w)) - target))
+    h0, h1 = 4 * d, 4 * d + 8
+    p0, p1 = count_params(build(d, h0)), count_params(build(d, h1))
+    d_ffn = max(8, round((h0 + (target - p0) * (h1 - h0) / (p1 - p0)) / 8) * 8)
+    return deep_merge(pattern, {"model": {"d_model": d, "d_ffn": d_ffn}})
 
 
 def _router(name: str, base: ExperimentConfig) -> dict:
