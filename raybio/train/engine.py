@@ -32,18 +32,18 @@ MODEL_FILE = "model.pt"  # full weights, loadable by `BioLM.load_state_dict` at 
 
 
 class Engine(Protocol):
+    """What the loop and checkpoints need. `save`, `load` and `full_state_dict` are collective."""
+
     model: nn.Module  # call this for the forward pass (DDP / DeepSpeed wrapper)
     raw_model: nn.Module  # the BioLM itself (router statistics, hooks)
 
     def backward(self, loss: torch.Tensor) -> None: ...
-    def step(self) -> None: ...
+    def step(self) -> None: ...  # clip, optimizer step, LR step, zero grads
     @property
     def lr(self) -> float: ...
-    def save(self, directory: Path, rank: int) -> None:
-        """Collective: full weights to `model.pt` (rank 0) plus what resuming needs (optimizer, schedule)."""
-
+    def save(self, directory: Path, rank: int) -> None: ...  # model.pt (rank 0) + optimizer/LR state
     def load(self, directory: Path) -> None: ...
-    def full_state_dict(self) -> dict | None: ...
+    def full_state_dict(self) -> dict: ...  # full weights (experts gathered), on every rank
 
 
 def build_optimizer(model: nn.Module, exp: ExperimentConfig, expert_groups: bool = False) -> torch.optim.AdamW:
@@ -133,6 +133,8 @@ def _deepspeed(device: torch.device):
     """Import DeepSpeed for `device` without JIT-compiling CPU ops."""
     if device.type == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    else:  # DeepSpeed places the model on cuda:LOCAL_RANK; make that the device Ray Train chose
+        os.environ["LOCAL_RANK"] = str(device.index or 0)
     os.environ.setdefault("DS_BUILD_OPS", "0")
     import deepspeed
     import deepspeed.ops
@@ -256,7 +258,7 @@ class DeepSpeedEngine:
             weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
             self.raw_model.load_state_dict(weights)
 
-    def full_state_dict(self) -> dict | None:
+    def full_state_dict(self) -> dict:
         """Full fp32 weights on every rank (collective under ZeRO-3, which shards the parameters)."""
         params = list(self.raw_model.parameters())
         ctx = (
