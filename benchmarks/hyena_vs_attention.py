@@ -11,7 +11,7 @@ Measures, side by side in one run:
    (regenerated every call) vs the modal filter with its cached spectrum.
 
 The last line is one JSON object: {"benchmark": "hyena_vs_attention", "ratios": ..., "conditions": ...}.
-Usage: python benchmarks/hyena_vs_attention.py [--quick] [--out benchmarks/results]
+Usage: python benchmarks/hyena_vs_attention.py [--quick] [--threads N] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -66,20 +66,25 @@ def worker(kind: str, L: int, budget_s: float) -> dict:
     block = Block(kind, cfg)
     rotary = Rotary(cfg.d_model // cfg.n_heads, L, cfg.rope_theta)
 
-    def run(n: int) -> float:
+    def run(n: int) -> tuple[float, float]:
         x = torch.randn(BATCH, n, D_MODEL, requires_grad=True)
         grad = torch.randn(BATCH, n, D_MODEL)  # a dense output gradient, as inside a model
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         block(x, rotary).backward(grad)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     run(min(L, 512))  # first-call setup (kernels, thread pool) outside the measurement
     base = rss_bytes()
-    times = [run(L)]
-    while len(times) < 3 and sum(times) < budget_s:
-        times.append(run(L))
+    runs = [run(L)]
+    while len(runs) < 3 and sum(r[0] for r in runs) < budget_s:
+        runs.append(run(L))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {"time_s": statistics.median(times), "peak_mb": max(peak, 0) / 2**20, "reps": len(times)}
+    return {
+        "time_s": statistics.median(r[0] for r in runs),
+        "cpu_s": statistics.median(r[1] for r in runs),  # process CPU time: less sensitive to a shared machine
+        "peak_mb": max(peak, 0) / 2**20,
+        "reps": len(runs),
+    }
 
 
 def measure_blocks(lengths: dict[str, list[int]], budget_s: float, threads: int) -> dict[tuple[str, int], dict]:
@@ -93,7 +98,10 @@ def measure_blocks(lengths: dict[str, list[int]], budget_s: float, threads: int)
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             out[(kind, L)] = json.loads(res.stdout.strip().splitlines()[-1])
             r = out[(kind, L)]
-            print(f"  {kind} L={L:>6}: {r['time_s'] * 1e3:9.1f} ms  peak +{r['peak_mb']:7.1f} MB  ({r['reps']} reps)")
+            print(
+                f"  {kind} L={L:>6}: {r['time_s'] * 1e3:9.1f} ms wall, {r['cpu_s'] * 1e3:9.1f} ms CPU, "
+                f"peak +{r['peak_mb']:7.1f} MB  ({r['reps']} reps)"
+            )
     return out
 
 
@@ -154,26 +162,28 @@ def variant_throughput(reps: int) -> dict[str, float]:
 
 @torch.no_grad()
 def inference_filters(L: int, reps: int) -> dict[str, float]:
-    """HyenaLite operator forward at inference: implicit filter (regenerated) vs modal (cached spectrum)."""
+    """HyenaLite operator forward at inference: implicit filter (regenerated) vs modal (cached spectrum).
+
+    The two operators are timed alternately, so drifting machine load hits both alike.
+    """
     from raybio.models.hyena import HyenaLite
 
     x = torch.randn(BATCH, L, D_MODEL)
-    out = {}
+    ops = {}
     for filt in ("implicit", "modal"):
         torch.manual_seed(0)
-        op = HyenaLite(D_MODEL, HyenaConfig(filter=filt), causal=False, max_len=L).eval()
-        op(x)  # warm-up; fills the modal cache
-        times, ftimes = [], []
-        for _ in range(reps):
+        ops[filt] = HyenaLite(D_MODEL, HyenaConfig(filter=filt), causal=False, max_len=L).eval()
+        ops[filt](x)  # warm-up; fills the modal cache
+    times: dict[str, list[float]] = {f"{f}_{part}": [] for f in ops for part in ("op_s", "filter_s")}
+    for _ in range(reps):
+        for filt, op in ops.items():
             t0 = time.perf_counter()
             op(x)
             t1 = time.perf_counter()
             op.filter.spectrum(L)
-            ftimes.append(time.perf_counter() - t1)
-            times.append(t1 - t0)
-        out[f"{filt}_op_s"] = statistics.median(times)
-        out[f"{filt}_filter_s"] = statistics.median(ftimes)
-    return out
+            times[f"{filt}_op_s"].append(t1 - t0)
+            times[f"{filt}_filter_s"].append(time.perf_counter() - t1)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def machine() -> dict:
@@ -194,7 +204,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer lengths and repeats (< 90 s)")
     ap.add_argument("--out", default="benchmarks/results", help="directory for the FLOPs PNG")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "L"), help=argparse.SUPPRESS)
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    # One thread by default: on a shared 2-core machine two OpenMP threads ran 10-25x slower
+    # under load, which swamps any comparison. Use --threads 0 (torch's default) on an idle machine.
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 = torch's default)")
     ap.add_argument("--budget", type=float, default=3.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -210,14 +222,14 @@ def main() -> None:
     print(f"# one block (mixer + SwiGLU MLP, width {D_MODEL}, batch {BATCH}, fp32, MLM/bidirectional), fwd+bwd")
     blocks = measure_blocks(lengths, budget_s=1.0 if args.quick else 4.0, threads=torch.get_num_threads())
 
-    print("\n| L | HyenaLite ms | attention ms | attn/Hyena time | HyenaLite MB | attention MB |")
-    print("|---|---|---|---|---|---|")
+    print("\n| L | HyenaLite ms | attention ms | attn/Hyena wall | attn/Hyena CPU | HyenaLite MB | attention MB |")
+    print("|---|---|---|---|---|---|---|")
     for L in sorted({n for ns in lengths.values() for n in ns}):
         h, a = blocks.get(("H", L)), blocks.get(("D", L))
-        ratio = f"{a['time_s'] / h['time_s']:.2f}" if h and a else "-"
+        ratios_wc = [f"{a[k] / h[k]:.2f}" if h and a else "-" for k in ("time_s", "cpu_s")]
         cols = [f"{r['time_s'] * 1e3:.1f}" if r else "-" for r in (h, a)]
         mem = [f"{r['peak_mb']:.1f}" if r else "-" for r in (h, a)]
-        print(f"| {L} | {cols[0]} | {cols[1]} | {ratio} | {mem[0]} | {mem[1]} |")
+        print(f"| {L} | {cols[0]} | {cols[1]} | {ratios_wc[0]} | {ratios_wc[1]} | {mem[0]} | {mem[1]} |")
 
     flop_lengths = [2**k for k in range(10, 18)]
     curves = flops_curves(flop_lengths)
@@ -250,6 +262,8 @@ def main() -> None:
         "hyena_time_32k_over_2k": blocks[("H", 32768)]["time_s"] / blocks[("H", 2048)]["time_s"],
         "implicit_over_modal_inference": inf["implicit_op_s"] / inf["modal_op_s"],
         "implicit_over_modal_filter": inf["implicit_filter_s"] / inf["modal_filter_s"],
+        "attention_over_hyena_cpu_time_8k": blocks[("D", 8192)]["cpu_s"] / blocks[("H", 8192)]["cpu_s"],
+        "hyena_cpu_time_32k_over_2k": blocks[("H", 32768)]["cpu_s"] / blocks[("H", 2048)]["cpu_s"],
         "attention_time_8k_over_2k": blocks[("D", 8192)]["time_s"] / blocks[("D", 2048)]["time_s"],
         "attention_over_hyena_memory_8k": blocks[("D", 8192)]["peak_mb"] / max(blocks[("H", 8192)]["peak_mb"], 1e-9),
         "fast_over_expressive_tokens_per_s": tps["fast"] / tps["expressive"],
@@ -274,6 +288,7 @@ def main() -> None:
         "quick": args.quick,
         "goals_met": goals,
         "tokens_per_s_2048": {k: round(v, 1) for k, v in tps.items()},
+        "load_1min_at_end": round(os.getloadavg()[0], 2),
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     result = {"benchmark": "hyena_vs_attention", "ratios": {k: round(v, 3) for k, v in ratios.items()}}
