@@ -25,7 +25,11 @@ STUDY = Study(
     question="At equal parameters, how do attention/Hyena ratio and MoE trade loss against throughput and memory?",
     add_args=add_args,
     axes=lambda args: {"variant_equal_params": args.variants or (["dense", "fast"] if args.smoke else list(VARIANTS))},
-    overrides=lambda args: ["model.pattern=D", f"model.moe.num_experts={args.experts}", "model.moe.top_k=1"],
+    # Patterns repeat in groups of four blocks, so depth must be a multiple of 4 (the smoke model has 2).
+    overrides=lambda args: (
+        ["model.pattern=D", f"model.moe.num_experts={args.experts}", "model.moe.top_k=1"]
+        + (["model.n_layers=4"] if args.smoke else [])
+    ),
 )
 
 

@@ -98,7 +98,13 @@ def test_granularity_keeps_active_compute_and_parameters(ray_local, tmp_path):
     df = pd.read_parquet(run_smoke("granularity", tmp_path) / "results.parquet").sort_values("granularity")
     coarse, fine = df.to_dict("records")
     assert fine["config.model.moe.num_experts"] == 2 * coarse["config.model.moe.num_experts"]
-    assert fine["params_total"] == coarse["params_total"]
+    # Expert weights are the same in total; only the router grows (d_model weights per extra expert).
+    extra_router = (
+        coarse["config.model.n_layers"]
+        * coarse["config.model.d_model"]
+        * (fine["config.model.moe.num_experts"] - coarse["config.model.moe.num_experts"])
+    )
+    assert fine["params_total"] - coarse["params_total"] == extra_router
     assert fine["flops_per_token_train"] == pytest.approx(coarse["flops_per_token_train"], rel=0.01)
 
 
