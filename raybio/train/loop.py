@@ -147,6 +147,7 @@ def train_loop_per_worker(config: dict) -> None:
         static |= {"resumed_from_step": 0}
 
     step, last_loss = state.step, float("nan")
+    meter.reset()  # throughput windows start now, not before the initial evaluation or the restore
     while step < tcfg.max_steps:
         # The local shuffle is seeded per epoch, so a resumed run replays the same order.
         shuffle = {"shuffle_buffer": exp.data.shuffle_buffer, "seed": tcfg.seed + state.epoch}
