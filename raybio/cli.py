@@ -58,6 +58,16 @@ def _bench(args: argparse.Namespace) -> None:
     _run_script(args.benchmarks_dir, args.benchmark, args.rest, "benchmark")
 
 
+def _embed(args: argparse.Namespace) -> None:
+    from raybio.models.streaming import embed_fasta, save_embeddings
+
+    records = embed_fasta(
+        args.checkpoint, args.fasta, chunk_tokens=args.chunk_tokens, window=args.window, per_token=args.per_token
+    )
+    save_embeddings(records, args.out)
+    print(f"embedded {len(records)} record(s) -> {args.out}")
+
+
 def _report(args: argparse.Namespace) -> None:
     from raybio.analysis.report import build_report
     from raybio.tune.runner import storage_root
@@ -94,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.add_argument("--benchmarks-dir", default="benchmarks")
     p.set_defaults(fn=_bench)
+    p = sub.add_parser("embed", help="embed long FASTA records with a trained checkpoint (streaming for causal models)")
+    p.add_argument("checkpoint", help="checkpoint directory (model.pt + config.json)")
+    p.add_argument("fasta", help="FASTA / FASTA.gz path or URI")
+    p.add_argument("--out", required=True, help="output file for the embeddings")
+    p.add_argument("--chunk-tokens", type=int, default=1024, help="tokens per streamed chunk (default 1024)")
+    p.add_argument("--window", type=int, help="attention sliding window in tokens (default hyena.attention_window)")
+    p.add_argument("--per-token", action="store_true", help="keep per-token states, not only the mean")
+    p.set_defaults(fn=_embed)
     p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
     p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
     p.set_defaults(fn=_report)

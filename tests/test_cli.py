@@ -1,0 +1,46 @@
+"""The `raybio` command line: config errors exit cleanly, `embed` streams a genome through a checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from raybio.cli import main
+from raybio.config import load_config
+from raybio.data.fasta import read_fasta
+from raybio.data.prepare import resolve_source
+
+
+def test_bad_override_exits_with_the_field_named(capsys):
+    with pytest.raises(SystemExit, match=r"model.moe: top_k \(9\) must be <= num_experts"):
+        main(["prepare", "--set", "model.moe.top_k=9"])
+
+
+def test_embed_streams_a_genome_through_a_saved_checkpoint(tmp_path, capsys):
+    exp = load_config(
+        "tiny",
+        overrides=[
+            "model.objective=ntp",
+            "model.pattern=HD",
+            "model.n_layers=2",
+            "model.d_model=32",
+            "model.n_heads=4",
+        ],
+    )
+    tok = exp.data.tokenizer.build()
+    exp.model.vocab_size = tok.vocab_size
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save(exp.model.build().state_dict(), ckpt / "model.pt")
+    (ckpt / "config.json").write_text(json.dumps({"experiment": exp.model_dump(), "tokenizer": tok.spec}))
+    out = tmp_path / "emb.npz"
+    main(["embed", str(ckpt), resolve_source("bundled:phix"), "--out", str(out), "--chunk-tokens", "256"])
+    emb = np.load(out)
+    assert emb["ids"].tolist() == ["NC_001422.1"]
+    assert emb["mean"].shape == (1, 32) and np.isfinite(emb["mean"]).all()
+    (phix,) = read_fasta(resolve_source("bundled:phix"))
+    assert emb["n_tokens"][0] == len(tok.encode(phix.seq))
+    assert "embedded 1 record" in capsys.readouterr().out
