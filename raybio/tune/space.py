@@ -11,17 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from raybio.config import ExperimentConfig, deep_merge
+from raybio.models.presets import PATTERN_PRESETS
 
-# Block patterns of the hybrid study (HyenaMoE §3): letters as in raybio.config.BLOCK_TYPES.
-VARIANTS = {
-    "dense": "D",
-    "moe": "A",
-    "pure_hyena": "H",
-    "striped": "HD",
-    "fast": "AHHH",
-    "standard": "AHAH",
-    "expressive": "AAAH",
-}
+# Block patterns of the hybrid study (HyenaMoE §3), by name.
+VARIANTS = PATTERN_PRESETS
 
 # Routing rules of the routing study: router kind and whether sigmoid scores are renormalised.
 ROUTERS = {
