@@ -54,6 +54,21 @@ def test_local_s3_script_binds_loopback_keeps_credentials_private_and_stops_by_p
     assert not (d / "server.json").exists()
 
 
+def test_sources_read_from_s3_by_glob(s3_server, ray_local, tmp_path):
+    from raybio.config import DataConfig
+    from raybio.data.sources import resolve_source
+
+    lam = Path(resolve_source("bundled:lambda")).read_bytes()
+    for name in ("a.fa", "b.fa", "notes.txt"):
+        storage.write_bytes_atomic(s3_server.uri("src", name), lam.replace(b">NC_001416.1", f">{name}".encode()))
+    cfg = DataConfig(sources=[s3_server.uri("src", "*.fa")], seq_len=64)
+    manifest = prepare(cfg, str(tmp_path / "from_s3"), progress=False)
+    (source,) = manifest["sources"]
+    assert [f["uri"].rsplit("/", 1)[1] for f in source["files"]] == ["a.fa", "b.fa"]
+    assert source["records"] == 2 and source["residues"] == 2 * 48502
+    assert source["files"][0]["sha256"] == hashlib.sha256(lam.replace(b">NC_001416.1", b">a.fa")).hexdigest()
+
+
 def test_multiomic_corpus_prepared_into_s3_trains_a_model_from_s3(s3_server, ray_local):
     """Bundled E. coli genome + its 4,143 proteins -> local S3 -> a 1-worker TorchTrainer reading S3."""
     from raybio.train.trainer import build_trainer
