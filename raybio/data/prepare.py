@@ -23,6 +23,7 @@ import math
 import sys
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -94,7 +95,7 @@ def split_record(seq: str, key: str, block: int, val_fraction: float) -> list[tu
 # ---------------------------------------------------------------- Ray Data stages
 
 
-def read_validate_split(batch: dict, *, cfg: dict, blocks: dict, stats, s3: dict) -> dict:
+def read_validate_split(batch: dict, *, cfg: dict, blocks: dict, stats, s3: dict) -> Iterator[dict]:
     """Stage 1 (one source file per call): parse, validate, split into train/val pieces."""
     data = DataConfig.model_validate(cfg)
     policy = Policy(iupac_to_n=data.iupac_to_n, on_invalid=data.on_invalid, min_length=data.min_length)
@@ -472,7 +473,8 @@ def _manifest(cfg, cid, out_uri, run_dir, files, tok, tok_json, totals) -> dict:
         "splits": splits,
         "dropped_tail_tokens": int(totals.get("dropped_tail_tokens", 0)),
         "skipped_mostly_unknown_windows": int(totals.get("skipped_mostly_unknown_windows", 0)),
-        "unigram_entropy_nats": unigram_entropy(counts) if counts is not None else float("nan"),
+        # Over content tokens only: MLM never predicts specials (separators, modality tokens).
+        "unigram_entropy_nats": unigram_entropy(counts[tok.n_special :]) if counts is not None else float("nan"),
     }
 
 

@@ -104,10 +104,6 @@ class _Vocab:
         """Concatenate token strings; special tokens are dropped."""
         return "".join(self.vocab[int(i)] for i in ids if int(i) >= self.n_special)
 
-    def token_lengths(self) -> np.ndarray:
-        """Residues covered by each token id (0 for specials); for per-residue metrics."""
-        return np.array([0 if i < self.n_special else len(t) for i, t in enumerate(self.vocab)])
-
     def check_modality(self, modality: str) -> None:
         if modality not in self.modalities:
             raise ValueError(
@@ -210,10 +206,6 @@ class KmerTokenizer(_Vocab):
         src = seg_start[seg] + k * m[seg] + i
         out[off[seg] + m[seg] + i] = np.where(is_n[src], self.n_id, codes[src].astype(np.uint16) + self._single0)
         return out
-
-    def token_bases(self) -> np.ndarray:
-        """Bases covered by each token id (0 for specials)."""
-        return self.token_lengths()
 
 
 class NucleotideTokenizer(KmerTokenizer):
