@@ -39,12 +39,13 @@ def loop_experts(xs_SD, counts_E, w1_EDH, w3_EDH, w2_EHD) -> torch.Tensor:
     """One matmul per expert over its contiguous slice of rows."""
     dtype = compute_dtype(xs_SD)
     xs_SD = xs_SD.to(dtype)
+    # unbind, not w[e]: each w[e]'s backward would allocate a zero gradient of the whole stack.
+    w1s, w3s, w2s = (w.to(dtype).unbind(0) for w in (w1_EDH, w3_EDH, w2_EHD))
     outs, start = [], 0
     for e, n in enumerate(counts_E.tolist()):
         if n:
             x = xs_SD[start : start + n]
-            h = F.silu(x @ w1_EDH[e].to(dtype)) * (x @ w3_EDH[e].to(dtype))
-            outs.append(h @ w2_EHD[e].to(dtype))
+            outs.append((F.silu(x @ w1s[e]) * (x @ w3s[e])) @ w2s[e])
         start += n
     return torch.cat(outs) if outs else xs_SD.new_zeros(0, w2_EHD.shape[-1])
 

@@ -61,7 +61,7 @@ class MoE(nn.Module):
         self.aux_loss = routing.aux_loss
         d = plan_dispatch(routing.experts_TK, routing.weights_TK, self.cfg.num_experts, self.cfg.capacity_factor)
         expert_fn = backends.BACKENDS[self.backend_name(x_TD)]
-        xs_SD = x_TD[d.token_S]
+        xs_SD = x_TD.index_select(0, d.token_S)  # backward: index_add, cheaper than indexing's index_put
         shard = self.experts.shard
         if shard is not None and shard.size > 1:
             exchange = TokenExchange(d.counts_E, shard)
