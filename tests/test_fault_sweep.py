@@ -37,6 +37,10 @@ def _trial_states(sweep: Path) -> dict[str, str]:
     return {t["trial_id"]: t["status"] for t in trials}
 
 
+def _one_finished_one_not(states: dict[str, str]) -> bool:
+    return len(states) == 2 and list(states.values()).count("TERMINATED") == 1
+
+
 def _driver(script: Path, storage: Path, mode: str, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(script), str(storage), mode], env=env, start_new_session=True)
 
@@ -51,7 +55,8 @@ def test_restarted_sweep_driver_skips_finished_trials(ray_local, tmp_path):
 
     first = _driver(script, storage, "fresh", env)
     deadline = time.time() + 600
-    while "TERMINATED" not in _trial_states(sweep).values():
+    # Trials start one at a time (2 workers each): wait until the first finished and the second exists.
+    while not _one_finished_one_not(_trial_states(sweep)):
         assert first.poll() is None, "the sweep ended before it could be interrupted"
         assert time.time() < deadline, "no trial finished in time"
         time.sleep(0.5)
