@@ -1,5 +1,6 @@
-"""A sweep driver killed after its first trial finished is restarted with `resume=True`: the finished
-trial is kept as it was, only the unfinished one runs, and the results table holds both."""
+"""A sweep driver killed after its short trial finished, while its long trial was still training, is
+restarted with `resume=True`: the finished trial is kept as it was, the unfinished one continues
+from its own Train checkpoint, and the results table holds both."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 
-DRIVER = """
+SHORT, LONG = 10, 60
+DRIVER = f"""
 import sys
 from raybio.config import load_config
 from raybio.tune.args import SMOKE
 from raybio.tune.runner import SweepSpec, run_sweep
 
-base = load_config("tiny", overrides=SMOKE + ["train.num_workers=2", "train.checkpoint_every=5", "model.pattern=D"])
-spec = SweepSpec(name="restart", axes={"train.lr": [0.001, 0.003]}, base=base, storage=sys.argv[1],
+# One worker per trial: both trials run at once on this 3-CPU cluster.
+base = load_config("tiny", overrides=SMOKE + ["train.checkpoint_every=5", "model.pattern=D"])
+spec = SweepSpec(name="restart", axes={{"train.max_steps": [{SHORT}, {LONG}]}}, base=base, storage=sys.argv[1],
                  resume=sys.argv[2] == "resume", command=["test"])
 run_sweep(spec)
 """
@@ -37,8 +40,18 @@ def _trial_states(sweep: Path) -> dict[str, str]:
     return {t["trial_id"]: t["status"] for t in trials}
 
 
-def _one_finished_one_not(states: dict[str, str]) -> bool:
-    return len(states) == 2 and list(states.values()).count("TERMINATED") == 1
+def _interruptible(sweep: Path) -> bool:
+    """One trial finished (as far as a restore will know) and the other has a registered Train checkpoint."""
+    states = _trial_states(sweep)
+    running = [t for t, s in states.items() if s != "TERMINATED"]
+    if len(states) != 2 or len(running) != 1:
+        return False
+    snapshot = sweep / "train_runs" / f"trial_{running[0]}" / "checkpoint_manager_snapshot.json"
+    return snapshot.exists() and "checkpoint_step" in snapshot.read_text()
+
+
+def _last_result(sweep: Path, trial_id: str) -> dict:
+    return json.loads(next(sweep.glob(f"*{trial_id}*/result.json")).read_text().splitlines()[-1])
 
 
 def _driver(script: Path, storage: Path, mode: str, env: dict) -> subprocess.Popen:
@@ -55,17 +68,15 @@ def test_restarted_sweep_driver_skips_finished_trials(ray_local, tmp_path):
 
     first = _driver(script, storage, "fresh", env)
     deadline = time.time() + 600
-    # Trials start one at a time (2 workers each): wait until the first finished and the second exists.
-    while not _one_finished_one_not(_trial_states(sweep)):
+    while not _interruptible(sweep):
         assert first.poll() is None, "the sweep ended before it could be interrupted"
-        assert time.time() < deadline, "no trial finished in time"
+        assert time.time() < deadline, "the sweep never reached one finished and one checkpointed trial"
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGKILL)  # the driver and nothing else: the cluster belongs to the session
     first.wait()
     states = _trial_states(sweep)
-    done = [t for t, s in states.items() if s == "TERMINATED"]
-    assert len(states) == 2 and len(done) == 1, states
-    (finished,) = done
+    (finished,) = [t for t, s in states.items() if s == "TERMINATED"]
+    (unfinished,) = [t for t, s in states.items() if s != "TERMINATED"]
     finished_results = next(sweep.glob(f"*{finished}*/result.json")).read_text()
     assert not (sweep / "results.csv").exists()  # the table is written once, at the end, never half
 
@@ -73,9 +84,11 @@ def test_restarted_sweep_driver_skips_finished_trials(ray_local, tmp_path):
     assert second.wait(timeout=600) == 0
 
     df = pd.read_csv(sweep / "results.csv")
-    assert sorted(df["train.lr"]) == [0.001, 0.003]
-    assert (df["status"] == "OK").all() and (df["step"] == 20).all(), df[["trial_id", "status", "step"]]
+    assert sorted(df["train.max_steps"]) == [SHORT, LONG]
+    assert (df["status"] == "OK").all() and (df["step"] == df["train.max_steps"]).all(), df[["status", "step"]]
     # The finished trial was not run again: its Tune results are byte for byte what they were.
     assert next(sweep.glob(f"*{finished}*/result.json")).read_text() == finished_results
-    # Its Train run was started once; the other trial's Train run finished (resumed or restarted).
+    # The unfinished one went on from its Train run's last checkpoint rather than from scratch.
+    last = _last_result(sweep, unfinished)
+    assert last["step"] == LONG and 0 < last["resumed_from_step"] < LONG
     assert set(_trial_states(sweep).values()) == {"TERMINATED"}
