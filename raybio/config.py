@@ -276,13 +276,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "model": {"d_model": 128, "n_layers": 4, "n_heads": 4, "max_seq_len": 512},
         "data": {"seq_len": 256},
-        "train": {"batch_size": 16, "max_steps": 300, "lr": 3e-3, "warmup_steps": 30},
+        "train": {"batch_size": 16, "max_steps": 300, "lr": 3e-3, "warmup_steps": 30, "checkpoint_every": 100},
     },
     **{
         name: {
             "model": {"n_layers": L, "d_model": d, "n_heads": h, "max_seq_len": 1024},
             "data": {"seq_len": 1024},
-            "train": {"batch_size": 32, "max_steps": 10000, "lr": 6e-4, "warmup_steps": 500},
+            "train": {"batch_size": 32, "max_steps": 10000, "lr": 6e-4, "warmup_steps": 500, "checkpoint_every": 1000},
         }
         for name, (L, d, h) in _OMNI.items()
     },

@@ -55,6 +55,11 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         "--flop-budget", type=float, help="equal compute: training FLOPs per trial (default: equal tokens, --max-steps)"
     )
     g.add_argument("--seed", type=int, default=0, help="search seed")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep of the same --name; finished trials are kept",
+    )
 
 
 def base_experiment(args: argparse.Namespace, study: list[str] | None = None) -> ExperimentConfig:
