@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from raybio.config import load_config
 from raybio.data import storage
@@ -69,10 +70,9 @@ def test_sources_read_from_s3_by_glob(s3_server, ray_local, tmp_path):
     assert source["files"][0]["sha256"] == hashlib.sha256(lam.replace(b">NC_001416.1", b">a.fa")).hexdigest()
 
 
-def test_multiomic_corpus_prepared_into_s3_trains_a_model_from_s3(s3_server, ray_local):
-    """Bundled E. coli genome + its 4,143 proteins -> local S3 -> a 1-worker TorchTrainer reading S3."""
-    from raybio.train.trainer import build_trainer
-
+@pytest.fixture(scope="module")
+def s3_multiomic(s3_server, ray_local):
+    """Bundled E. coli genome + its 4,143 proteins, prepared into the local S3 server."""
     exp = load_config(
         "tiny",
         overrides=[
@@ -87,23 +87,40 @@ def test_multiomic_corpus_prepared_into_s3_trains_a_model_from_s3(s3_server, ray
             "model.moe.num_experts=4",
             "train.max_steps=6",
             "train.log_every=3",
+            "train.checkpoint_every=0",
         ],
     )
     root = s3_server.uri("raybio-test")
     shards = default_shards_uri(root, exp.data)
-    manifest = prepare(exp.data, shards, progress=False)
+    return exp, root, shards, prepare(exp.data, shards, progress=False)
+
+
+def test_multiomic_corpus_prepared_into_s3_streams_back_mixed(s3_multiomic):
+    from raybio.data.loader import TokensCollate, read_split
+
+    exp, _, shards, manifest = s3_multiomic
     assert shards.startswith("s3://") and load_manifest(shards) == manifest
     train = manifest["splits"]["train"]
     assert set(train["modalities"]) == {"dna", "protein"} and manifest["sources"][1]["records"] == 4143
     shard = train["shards"][0]
     assert hashlib.sha256(storage.read_bytes(storage.join(shards, shard["path"]))).hexdigest() == shard["sha256"]
+    ds = read_split(shards, manifest, "train", mix=exp.data.mix, seed=0)
+    counts = torch.zeros(2)
+    for batch in ds.iter_torch_batches(batch_size=512, collate_fn=TokensCollate()):
+        counts += torch.bincount(batch["modality"], minlength=2)
+    assert counts[1] / counts.sum() == pytest.approx(0.5, abs=0.05)
 
+
+@pytest.mark.slow
+def test_multiomic_corpus_in_s3_trains_a_model_with_s3_storage(s3_multiomic):
+    """A 1-worker TorchTrainer reads the S3 corpus and checkpoints to S3 (about 50 s)."""
+    from raybio.train.trainer import build_trainer
+
+    exp, root, shards, manifest = s3_multiomic
     result = build_trainer(exp, shards, manifest, storage.join(root, "runs"), "s3_smoke").fit()
     assert result.error is None
     metrics = result.metrics
     assert metrics["step"] == 6 and math.isfinite(metrics["loss"]) and math.isfinite(metrics["val_loss"])
     assert metrics["loss"] < math.log(manifest["tokenizer"]["vocab_size"]) + 1
-    # The checkpoint went to S3 too.
-    assert result.checkpoint is not None and any(
-        p.endswith("model.pt") or p.endswith(".pt") for p, _ in storage.list_files(storage.join(root, "runs"))
-    )
+    assert result.checkpoint is not None and result.checkpoint.path.startswith(root.removeprefix("s3://"))
+    assert any(p.endswith(".pt") for p, _ in storage.list_files(storage.join(root, "runs")))
