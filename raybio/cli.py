@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 from raybio.config import PRESETS, ConfigError, load_config
+from raybio.data.validate import InputError
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from raybio.data.prepare import default_shards_uri, prepare
+    from raybio.data.prepare import default_shards_uri, overrides_from_args, prepare
     from raybio.tune.runner import storage_root
 
-    exp = load_config(args.preset, args.config, args.set)
+    exp = load_config(args.preset, args.config, [*overrides_from_args(args), *args.set])
     uri = args.out or default_shards_uri(storage_root(args.storage), exp.data)
     manifest = prepare(exp.data, uri)
     print(f"corpus {manifest['corpus_id']}: {manifest['splits']['train']['tokens']:,} train tokens at {uri}")
@@ -84,11 +85,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from raybio.data.prepare import add_arguments as add_prepare_arguments
+
     parser = argparse.ArgumentParser(prog="raybio", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="tokenize a corpus into parquet shards + manifest.json")
     _add_config_args(p)
     p.add_argument("--out", help="output URI (default <storage>/corpus/<hash>)")
+    add_prepare_arguments(p)
     p.set_defaults(fn=_prepare)
     p = sub.add_parser("train", help="train one model on Ray Train (no sweep)")
     _add_config_args(p)
@@ -122,5 +126,5 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except ConfigError as err:
+    except (ConfigError, InputError) as err:
         sys.exit(f"error: {err}")

@@ -19,6 +19,13 @@ def test_bad_override_exits_with_the_field_named(capsys):
         main(["prepare", "--set", "model.moe.top_k=9"])
 
 
+def test_prepare_flags_reach_the_config_and_bad_input_exits_naming_file_and_line(tmp_path, ray_local):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">ok\nACGTACGT\n>broken\nACGTJACGT\n")
+    with pytest.raises(SystemExit, match=r"bad\.fa:4:5: invalid character 'J' in record 'broken'"):
+        main(["prepare", "--storage", str(tmp_path), "--data", str(bad), "--tokenizer", "nucleotide"])
+
+
 def test_embed_streams_a_genome_through_a_saved_checkpoint(tmp_path, capsys):
     exp = load_config(
         "tiny",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
+import runpy
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -70,26 +73,21 @@ def test_sources_read_from_s3_by_glob(s3_server, ray_local, tmp_path):
     assert source["files"][0]["sha256"] == hashlib.sha256(lam.replace(b">NC_001416.1", b">a.fa")).hexdigest()
 
 
+# The multi-omic corpus: bundled E. coli genome + its 4,143 proteins in one joint vocabulary.
+MULTIOMIC = [
+    "data.sources=[bundled:ecoli, bundled:ecoli_proteins]",
+    "data.tokenizer.kind=multiomic",
+    "data.seq_len=128",
+    "data.rows_per_shard=1024",
+    "data.mix={dna: 0.5, protein: 0.5}",
+    "model.max_seq_len=128",
+]
+
+
 @pytest.fixture(scope="module")
 def s3_multiomic(s3_server, ray_local):
-    """Bundled E. coli genome + its 4,143 proteins, prepared into the local S3 server."""
-    exp = load_config(
-        "tiny",
-        overrides=[
-            *SMOKE,
-            "data.sources=[bundled:ecoli, bundled:ecoli_proteins]",
-            "data.tokenizer.kind=multiomic",
-            "data.seq_len=128",
-            "data.rows_per_shard=1024",
-            "data.mix={dna: 0.5, protein: 0.5}",
-            "model.max_seq_len=128",
-            "model.pattern=A",
-            "model.moe.num_experts=4",
-            "train.max_steps=6",
-            "train.log_every=3",
-            "train.checkpoint_every=0",
-        ],
-    )
+    """The multi-omic corpus prepared into the local S3 server: (config, storage root, shards URI, manifest)."""
+    exp = load_config("tiny", overrides=[*SMOKE, *MULTIOMIC])
     root = s3_server.uri("raybio-test")
     shards = default_shards_uri(root, exp.data)
     return exp, root, shards, prepare(exp.data, shards, progress=False)
@@ -111,16 +109,28 @@ def test_multiomic_corpus_prepared_into_s3_streams_back_mixed(s3_multiomic):
     assert counts[1] / counts.sum() == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.slow
-def test_multiomic_corpus_in_s3_trains_a_model_with_s3_storage(s3_multiomic):
-    """A 1-worker TorchTrainer reads the S3 corpus and checkpoints to S3 (about 50 s)."""
-    from raybio.train.trainer import build_trainer
+def test_sweep_trains_from_the_s3_corpus_and_keeps_everything_in_s3(s3_multiomic, tmp_path):
+    """`sweeps/expert_count.py --storage s3://...` reuses the prepared corpus; results, TensorBoard and
+    checkpoints all land in the bucket."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    exp, root, shards, manifest = s3_multiomic
-    result = build_trainer(exp, shards, manifest, storage.join(root, "runs"), "s3_smoke").fit()
-    assert result.error is None
-    metrics = result.metrics
-    assert metrics["step"] == 6 and math.isfinite(metrics["loss"]) and math.isfinite(metrics["val_loss"])
-    assert metrics["loss"] < math.log(manifest["tokenizer"]["vocab_size"]) + 1
-    assert result.checkpoint is not None and result.checkpoint.path.startswith(root.removeprefix("s3://"))
-    assert any(p.endswith(".pt") for p, _ in storage.list_files(storage.join(root, "runs")))
+    _, root, shards, manifest = s3_multiomic
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "sweeps" / "expert_count.py"))["main"]
+    flags = ["--smoke", "--storage", root, "--name", "s3_sweep", "--experts", "4", "--max-steps", "6"]
+    main([*flags, "--set", *MULTIOMIC, "train.log_every=3", "train.checkpoint_every=0"])
+
+    assert load_manifest(shards) == manifest  # prepared once: the sweep found it complete
+    sweep = storage.join(root, "s3_sweep")
+    df = pd.read_csv(io.BytesIO(storage.read_bytes(storage.join(sweep, "results.csv"))))
+    (row,) = df.to_dict("records")
+    assert row["status"] == "OK" and row["step"] == 6 and math.isfinite(row["val_loss"])
+    assert row["loss"] < math.log(manifest["tokenizer"]["vocab_size"]) + 1
+    files = [p for p, _ in storage.list_files(sweep)]
+    assert any(p.endswith(".pt") for p in files), "trial checkpoint not in S3"
+    events = [p for p in files if p.startswith("tensorboard/") and "tfevents" in p]
+    assert events, "TensorBoard event files not copied to S3"
+    local = tmp_path / "events.tfevents"
+    local.write_bytes(storage.read_bytes(storage.join(sweep, events[0])))
+    acc = EventAccumulator(str(local))
+    acc.Reload()
+    assert acc.Tags()["scalars"]

@@ -578,25 +578,11 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """`python -m raybio.data.prepare`: prepare a corpus and print its summary."""
-    from raybio.config import PRESETS, load_config
+def main(argv: list[str] | None = None) -> None:
+    """`python -m raybio.data.prepare` is `raybio prepare`."""
+    from raybio.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="raybio prepare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    parser.add_argument("--config", metavar="YAML", help="YAML merged over the preset")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. data.seq_len=512")
-    parser.add_argument("--storage", default="./runs", help="local dir or s3:// URI (default ./runs)")
-    parser.add_argument("--out", help="output URI (default <storage>/corpus/<corpus id>)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    exp = load_config(args.preset, args.config, [*overrides_from_args(args), *args.set])
-    root = args.storage if storage.is_remote(args.storage) else storage.filesystem(args.storage)[1]
-    uri = args.out or default_shards_uri(root, exp.data)
-    try:
-        return prepare(exp.data, uri, progress=True)
-    except InputError as err:
-        sys.exit(f"error: {err}")
+    cli_main(["prepare", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

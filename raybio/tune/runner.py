@@ -132,6 +132,8 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
     params, search_alg, num_samples, metric, mode, scheduler = _search(spec)
 
     tb_dir = _local_tensorboard_dir(root, spec.name)
+    # s3:// goes to Tune as a bucket path plus a filesystem: that is how Ray honours a custom endpoint.
+    tune_path, tune_fs = storage.ray_storage(root, spec.base.data.s3)
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
@@ -155,7 +157,8 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
         ),
         run_config=tune.RunConfig(
             name=spec.name,
-            storage_path=root,
+            storage_path=tune_path,
+            storage_filesystem=tune_fs,
             callbacks=[TensorBoardCallback(tb_dir)],
             verbose=1,
             # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
@@ -168,9 +171,10 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
         f"{concurrency} concurrent trial(s) of {t.num_workers} worker(s); results -> {sweep_uri}",
         flush=True,
     )
-    if spec.resume and tune.Tuner.can_restore(sweep_uri):
+    restore_path = storage.join(tune_path, spec.name)
+    if spec.resume and tune.Tuner.can_restore(restore_path, storage_filesystem=tune_fs):
         # Unfinished and errored trials run again (resuming their Train checkpoints); finished ones are kept.
-        tuner = tune.Tuner.restore(sweep_uri, trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=tune_fs)
     grid = tuner.fit()
 
     df = results_table(grid, spec.base)
