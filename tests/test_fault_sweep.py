@@ -92,3 +92,6 @@ def test_restarted_sweep_driver_skips_finished_trials(ray_local, tmp_path):
     last = _last_result(sweep, unfinished)
     assert last["step"] == LONG and 0 < last["resumed_from_step"] < LONG
     assert set(_trial_states(sweep).values()) == {"TERMINATED"}
+    # One history row per step, though the steps since the checkpoint were reported twice.
+    history = pd.read_csv(sweep / "history.csv")
+    assert history.loc[history["trial_id"] == unfinished, "step"].is_unique

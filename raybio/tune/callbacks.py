@@ -2,7 +2,10 @@
 
 Tag convention (docs/sweeps.md): `loss/*` vs step; `efficiency/*_vs_gflops` with the
 cumulative training GFLOPs as the x-axis; `throughput/*`, `memory/*`, `router/*` vs step.
-Each trial gets its own run directory, so steps never collide across trials or re-runs.
+Each trial gets its own run directory, so steps never collide across trials. A restarted
+Train run (worker failure, or a resumed sweep) re-runs the steps since its last checkpoint;
+their repeated reports are not written again, so every curve has one point per step (exact
+resume makes the repeats equal to the originals).
 """
 
 from __future__ import annotations
@@ -50,24 +53,45 @@ def write_result(writer: SummaryWriter, result: dict) -> None:
             writer.add_scalar(key, value, step)
 
 
+def last_written_step(run_dir: Path) -> int:
+    """The last step of `loss/train` already in a run directory's event files (-1 if none)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not run_dir.is_dir():
+        return -1
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if STEP_SCALARS["loss"] not in acc.Tags()["scalars"]:
+        return -1
+    return max(e.step for e in acc.Scalars(STEP_SCALARS["loss"]))
+
+
 class TensorBoardCallback(Callback):
-    """Per-trial TensorBoard event files under `<logdir>/trials/<label>/`."""
+    """Per-trial TensorBoard event files under `<logdir>/trials/<label>/`, one point per step."""
 
     def __init__(self, logdir: str | Path):
         self.logdir = Path(logdir)
         self._writers: dict[str, SummaryWriter] = {}
+        self._last_step: dict[str, int] = {}
 
     def _writer(self, trial) -> SummaryWriter:
         if trial.trial_id not in self._writers:
             params = trial.config.get("params", {})
             path = self.logdir / "trials" / trial_label(params, trial.trial_id)
+            if trial.trial_id not in self._last_step:  # a resumed sweep: an earlier driver may have written
+                self._last_step[trial.trial_id] = last_written_step(path)
             self._writers[trial.trial_id] = SummaryWriter(str(path))
         return self._writers[trial.trial_id]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "step" in result and "loss" in result:
-            write_result(self._writer(trial), result)
-            self._writer(trial).flush()
+        if "step" not in result or "loss" not in result:
+            return
+        writer = self._writer(trial)
+        if result["step"] <= self._last_step[trial.trial_id]:
+            return  # re-run after a restart from a checkpoint: already written
+        write_result(writer, result)
+        writer.flush()
+        self._last_step[trial.trial_id] = result["step"]
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._close(trial)

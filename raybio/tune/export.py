@@ -74,6 +74,8 @@ def history_table(result_grid) -> pd.DataFrame:
             continue
         params = result.config.get("params", {}) if result.config else {}
         keep = [c for c in hist if c in METRICS or c in ("trial_id", "val_step") or c.startswith("router/")]
+        if "step" in hist:  # a restart from a checkpoint reports the steps since it again
+            hist = hist.drop_duplicates("step", keep="first")
         frames.append(hist[keep].assign(**params))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
