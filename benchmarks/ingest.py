@@ -22,13 +22,11 @@ The last line printed is one JSON object: {"benchmark": "ingest", "ratios": {...
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
+import runpy
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -223,30 +221,6 @@ def bench_data_wait(exp, shards_uri: str, manifest: dict, storage_path: str, ste
     }
 
 
-@contextlib.contextmanager
-def local_s3(directory: Path):
-    """The infra script's SeaweedFS server; AWS_* variables point at it while inside."""
-    subprocess.run([sys.executable, str(S3_SCRIPT), "start", "--dir", str(directory)], check=True, timeout=120)
-    state = json.loads((directory / "server.json").read_text())
-    env = {
-        "AWS_ACCESS_KEY_ID": state["access_key"],
-        "AWS_SECRET_ACCESS_KEY": state["secret_key"],
-        "AWS_ENDPOINT_URL_S3": state["endpoint"],
-        "AWS_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield f"s3://{state['bucket']}"
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
-        subprocess.run([sys.executable, str(S3_SCRIPT), "stop", "--dir", str(directory)], check=True, timeout=60)
-
-
 def run(quick: bool) -> dict:
     from raybio.cluster import DATA_CPU_RESERVE, init_ray
     from raybio.config import load_config
@@ -295,7 +269,8 @@ def run(quick: bool) -> dict:
         lap("prepare")
         local = bench_loader(local_uri, manifest, batch, rounds, times_local)
         lap("loader_local")
-        with local_s3(Path(tmp) / "s3") as bucket:
+        with runpy.run_path(str(S3_SCRIPT))["serving"](Path(tmp) / "s3") as s3:
+            bucket = f"s3://{s3['bucket']}"
             s3_uri = default_shards_uri(f"{bucket}/ingest", multi.data)
             t = time.perf_counter()
             if quick:  # the same corpus, copied instead of prepared again

@@ -9,6 +9,9 @@
 and secret, writes `server.json` (pid, endpoint, credentials) and `s3.env`, both mode 0600,
 waits until the bucket answers, and returns. Credentials are never printed. `stop` ends
 the server by the PID recorded in `server.json` (after checking it is that weed process).
+
+Tests and benchmarks use `serving(directory)`, a context manager doing both:
+`runpy.run_path("infra/s3/local_s3.py")["serving"]`.
 """
 
 from __future__ import annotations
@@ -130,11 +133,8 @@ def start(directory: Path, bucket: str, timeout: float) -> dict:
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     state = {"pid": proc.pid, "endpoint": endpoint, "bucket": bucket, "dir": str(directory), "ports": ports}
     _write_private(directory / STATE, json.dumps({**state, "access_key": key, "secret_key": secret}, indent=2))
-    _write_private(
-        directory / ENV_FILE,
-        f"export AWS_ACCESS_KEY_ID={key}\nexport AWS_SECRET_ACCESS_KEY={secret}\n"
-        f"export AWS_ENDPOINT_URL_S3={endpoint}\nexport AWS_REGION=us-east-1\n",
-    )
+    env = aws_env({"endpoint": endpoint, "access_key": key, "secret_key": secret})
+    _write_private(directory / ENV_FILE, "".join(f"export {k}={v}\n" for k, v in env.items()))
     deadline = time.monotonic() + timeout
     while not _bucket_ready(endpoint, key, secret, bucket):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -143,6 +143,36 @@ def start(directory: Path, bucket: str, timeout: float) -> dict:
             sys.exit(f"error: SeaweedFS did not come up at {endpoint} (see {directory / 'weed.log'}):\n{tail}")
         time.sleep(0.3)
     return state
+
+
+def aws_env(state: dict) -> dict[str, str]:
+    """The AWS_* variables that point raybio, s3fs, boto3 and the aws CLI at a server."""
+    return {
+        "AWS_ACCESS_KEY_ID": state["access_key"],
+        "AWS_SECRET_ACCESS_KEY": state["secret_key"],
+        "AWS_ENDPOINT_URL_S3": state["endpoint"],
+        "AWS_REGION": "us-east-1",
+    }
+
+
+@contextlib.contextmanager
+def serving(directory: Path, bucket: str = "raybio", timeout: float = 60.0):
+    """A server for the length of a `with` block, AWS_* variables pointing at it; yields its state
+    (server.json: pid, endpoint, bucket, credentials). Stopped by PID and the variables restored on exit."""
+    start(directory, bucket, timeout)
+    state = json.loads((directory / STATE).read_text())
+    env = aws_env(state)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield state
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        stop(directory)
 
 
 def _is_our_weed(pid: int, directory: Path) -> bool:
@@ -166,7 +196,7 @@ def stop(directory: Path, timeout: float = 15.0) -> None:
             time.sleep(0.2)
         if _is_our_weed(pid, directory):
             os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        _reap(pid)
     for name in (STATE, ENV_FILE, "s3.json"):
         (directory / name).unlink(missing_ok=True)
 
