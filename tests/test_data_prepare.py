@@ -14,7 +14,7 @@ import pytest
 
 from raybio.config import DataConfig
 from raybio.data import storage
-from raybio.data.prepare import load_tokenizer, main, prepare, split_paths
+from raybio.data.prepare import load_manifest, load_tokenizer, main, prepare, split_paths
 from raybio.data.tokenizers import EOS_ID, KmerTokenizer, reverse_complement
 from raybio.data.validate import InputError
 
@@ -136,8 +136,9 @@ def test_cli_unpacked_csv_keeps_one_labelled_record_per_window(tmp_path, capsys,
     csv.write_text("sequence,label\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(rows)))
     out = tmp_path / "csv"
     argv = ["--data", str(csv), "--tokenizer", "nucleotide", "--seq-len", "32", "--min-length", "5", "--out", str(out)]
-    manifest = main([*argv, "--set", "data.pack=false", "data.val_fraction=0.3"])
+    main([*argv, "--set", "data.pack=false", "data.val_fraction=0.3"])
     printed = capsys.readouterr().out
+    manifest = load_manifest(str(out))
     assert "too_short                 8" in printed and f"corpus {manifest['corpus_id']}" in printed
     assert manifest["rejected"]["too_short"] == 8 and manifest["tokenizer"]["kind"] == "nucleotide"
     df = pa.concat_tables(

@@ -58,7 +58,7 @@ def test_local_s3_script_binds_loopback_keeps_credentials_private_and_stops_by_p
     assert not (d / "server.json").exists()
 
 
-def test_sources_read_from_s3_by_glob(s3_server, ray_local, tmp_path):
+def test_sources_read_from_s3_by_glob(ray_local, s3_server, tmp_path):
     from raybio.config import DataConfig
     from raybio.data.sources import resolve_source
 
@@ -85,8 +85,10 @@ MULTIOMIC = [
 
 
 @pytest.fixture(scope="module")
-def s3_multiomic(s3_server, ray_local):
-    """The multi-omic corpus prepared into the local S3 server: (config, storage root, shards URI, manifest)."""
+def s3_multiomic(ray_local, s3_server):
+    """The multi-omic corpus prepared into the local S3 server: (config, storage root, shards URI, manifest).
+
+    Ray starts first, so its workers lack the AWS variables, as on a cluster's other nodes."""
     exp = load_config("tiny", overrides=[*SMOKE, *MULTIOMIC])
     root = s3_server.uri("raybio-test")
     shards = default_shards_uri(root, exp.data)

@@ -59,6 +59,34 @@ def s3_options(s3=None) -> S3Options:
     return opts
 
 
+AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+)
+
+
+class AWSEnvironment(dict):
+    """The driver's AWS variables, for a Ray actor that resolves storage itself (a Tune trial):
+    its process may predate them, or run on a node without them. Shown without values."""
+
+    def __repr__(self) -> str:
+        return f"AWSEnvironment({sorted(self)})"
+
+    @classmethod
+    def capture(cls) -> AWSEnvironment:
+        return cls({k: os.environ[k] for k in AWS_VARIABLES if k in os.environ})
+
+    def apply(self) -> None:
+        """Set these variables in this process (a reused Ray worker may hold an older value)."""
+        os.environ.update(self)
+
+
 def fsspec_s3(s3=None, whole_files: bool = False):
     """An s3fs filesystem. `whole_files` fetches a file in one GET on its first read (for shards)."""
     import s3fs

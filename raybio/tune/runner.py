@@ -71,8 +71,16 @@ def steps_for_flop_budget(exp: ExperimentConfig, vocab_size: int, budget: float)
     return max(1, int(budget // per_step))
 
 
-def run_trial(config: dict, base: dict, storage_root_uri: str, train_storage: str, flop_budget: float | None) -> None:
+def run_trial(
+    config: dict,
+    base: dict,
+    storage_root_uri: str,
+    train_storage: str,
+    flop_budget: float | None,
+    aws_env: storage.AWSEnvironment,
+) -> None:
     """Tune trainable: apply this trial's axis values to the base config, prepare its corpus, train."""
+    aws_env.apply()  # object storage as the driver sees it
     exp = trial_experiment(validate(base), config["params"])
     # Idempotent: a no-op unless this trial's data config (e.g. seq_len) is new to the sweep.
     shards_uri = default_shards_uri(storage_root_uri, exp.data)
@@ -141,6 +149,7 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
             storage_root_uri=root,
             train_storage=storage.join(root, spec.name, "train_runs"),
             flop_budget=spec.flop_budget,
+            aws_env=storage.AWSEnvironment.capture(),  # through the object store: never logged
         ),
         {"CPU": TRIAL_DRIVER_CPU},
     )
