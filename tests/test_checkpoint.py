@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_testlib import VOCAB, train_random_batches
 
 from raybio.config import load_config
 from raybio.train import checkpoint
 from raybio.train.engine import build_engine
 from raybio.train.schedule import lr_lambda
-
-VOCAB = 40
 
 
 def _exp(**train):
@@ -32,19 +31,6 @@ def _engine(exp):
     return build_engine(exp.model.build(), exp, torch.device("cpu"))
 
 
-def _train(engine, gen, steps: int) -> list[float]:
-    """Steps whose batches and masks both come from `gen` (like the MLM masking generator)."""
-    losses = []
-    for _ in range(steps):
-        tokens = torch.randint(4, VOCAB, (4, 16), generator=gen)
-        labels = torch.where(torch.rand(tokens.shape, generator=gen) < 0.3, tokens, -100)
-        out = engine.model(tokens, labels)
-        engine.backward(out.loss)
-        engine.step()
-        losses.append(out.lm_loss.item())
-    return losses
-
-
 def _save(directory: Path, engine, gen, step: int) -> None:
     state = checkpoint.TrainState(step=step, epoch=1, batch_in_epoch=3, metrics={"initial": {"init_val_loss": 3.0}})
     rank_state = {"rng": checkpoint.rng_state(gen), "tokens_seen": 123}
@@ -54,17 +40,17 @@ def _save(directory: Path, engine, gen, step: int) -> None:
 def test_resume_continues_the_exact_loss_trajectory(tmp_path):
     exp = _exp()
     ref_gen = torch.Generator().manual_seed(7)
-    reference = _train(_engine(exp), ref_gen, 10)
+    reference = train_random_batches(_engine(exp), ref_gen, 10)
 
     engine, gen = _engine(exp), torch.Generator().manual_seed(7)
-    first = _train(engine, gen, 4)
+    first = train_random_batches(engine, gen, 4)
     _save(tmp_path, engine, gen, step=4)
-    _train(engine, gen, 3)  # diverge the live objects: the restore must overwrite all of it
+    train_random_batches(engine, gen, 3)  # diverge the live objects: the restore must overwrite all of it
 
     fresh, fresh_gen = _engine(exp), torch.Generator().manual_seed(999)
     state, rank_state = checkpoint.read(tmp_path, fresh, rank=0, world=1)
     checkpoint.set_rng_state(rank_state["rng"], fresh_gen)
-    resumed = _train(fresh, fresh_gen, 6)
+    resumed = train_random_batches(fresh, fresh_gen, 6)
 
     assert (state.step, state.epoch, state.batch_in_epoch, rank_state["tokens_seen"]) == (4, 1, 3, 123)
     assert state.metrics == {"initial": {"init_val_loss": 3.0}}

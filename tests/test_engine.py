@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import sys
 
+import engine_testlib
 import pytest
 import ray.cloudpickle
 import ray.train
+from engine_testlib import train_random_batches
 from ray.train.torch import TorchTrainer
 
 # (engine, ZeRO stage, moe.ep_size)
@@ -39,30 +41,19 @@ def _engines_worker(config: dict) -> None:
             torch.manual_seed(0)
             return build_engine(exp.model.build(), exp, torch.device("cpu"))
 
-        def train(engine, gen, steps):
-            losses = []
-            for _ in range(steps):
-                tokens = torch.randint(4, 40, (4, 16), generator=gen)
-                labels = torch.where(torch.rand(tokens.shape, generator=gen) < 0.3, tokens, -100)
-                o = engine.model(tokens, labels)
-                engine.backward(o.loss)
-                engine.step()
-                losses.append(o.lm_loss.item())
-            return losses
-
         engine, gen = build(), torch.Generator().manual_seed(100 + rank)  # each rank its own batches
-        losses = train(engine, gen, STEPS)
+        losses = train_random_batches(engine, gen, STEPS)
         ckpt = Path(config["dir"]) / name
         ckpt.mkdir(exist_ok=True)
         rank_state = {"rng": checkpoint.rng_state(gen)}
         checkpoint.write(ckpt, engine, checkpoint.TrainState(step=STEPS, world_size=world), rank_state, rank, world)
-        continued = train(engine, gen, MORE)
+        continued = train_random_batches(engine, gen, MORE)
 
         fresh = build()
         _, rank_state = checkpoint.read(ckpt, fresh, rank, world)
         fresh_gen = torch.Generator()
         checkpoint.set_rng_state(rank_state["rng"], fresh_gen)
-        resumed = train(fresh, fresh_gen, MORE)
+        resumed = train_random_batches(fresh, fresh_gen, MORE)
         weights = engine.full_state_dict()
         out[name] = {
             "losses": losses + continued,
@@ -78,12 +69,13 @@ def _engines_worker(config: dict) -> None:
 @pytest.fixture(scope="module")
 def engine_runs(ray_local, tmp_path_factory):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.cloudpickle.register_pickle_by_value(engine_testlib)  # workers cannot import tests/
     out = tmp_path_factory.mktemp("engines")
     overrides = [
         "model.d_model=32",
         "model.n_layers=2",
         "model.n_heads=2",
-        "model.vocab_size=40",
+        f"model.vocab_size={engine_testlib.VOCAB}",
         "model.pattern=A",
         "model.moe.num_experts=4",
         "model.max_seq_len=16",
