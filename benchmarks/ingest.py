@@ -207,6 +207,8 @@ def bench_data_wait(exp, shards_uri: str, manifest: dict, storage_path: str, ste
 
     window = max(5, steps // 2)
     exp = exp.model_copy(deep=True)
+    # Checkpoint only at the end (first: each assignment is validated against the others).
+    exp.train.checkpoint_every = 0
     exp.train.max_steps, exp.train.log_every, exp.train.eval_every = 2 * window, window, 0
     exp.train.eval_batches = 1
     result = build_trainer(exp, shards_uri, manifest, storage_path, "ingest_data_wait").fit()
