@@ -1,0 +1,64 @@
+"""Each benchmark's `--quick` mode runs to the end and prints, as its last line, the JSON summary
+with the ratios its issue names, every one a finite positive number and its goal recorded.
+
+The MoE benchmark runs in the default suite; the other two start their own Ray cluster or
+time 32k-token blocks for over a minute, so they are `slow` (`make test-all`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_quick(script: str, *args: str, timeout: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        # A clean environment: no RAY_ADDRESS from the suite's own cluster, no stray AWS variables.
+        env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["conditions"]["quick"] is True
+    return summary
+
+
+def assert_ratios(summary: dict, benchmark: str, names: list[str]) -> None:
+    assert summary["benchmark"] == benchmark
+    for name in names:
+        value = summary["ratios"][name]
+        assert math.isfinite(value) and value > 0, (name, value)
+
+
+def test_moe_layer_quick_reports_both_headline_ratios():
+    summary = run_quick("moe_layer.py", timeout=300)
+    names = ["grouped_over_loop_e64_k2", "moe_over_dense_equal_active_e64_k2"]
+    assert_ratios(summary, "moe_layer", names)
+    assert summary["conditions"]["goals"] == dict(zip(names, [3.0, 0.7], strict=True))
+
+
+@pytest.mark.slow
+def test_hyena_vs_attention_quick_reports_its_three_ratios(tmp_path):
+    summary = run_quick("hyena_vs_attention.py", "--out", str(tmp_path), timeout=600)
+    names = ["attention_over_hyena_time_8k", "hyena_time_32k_over_2k", "implicit_over_modal_inference"]
+    assert_ratios(summary, "hyena_vs_attention", names)
+    assert set(summary["conditions"]["goals_met"]) == set(names)
+    assert (tmp_path / "hyena_flops_per_token.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_ingest_quick_reports_loader_wait_and_tokenizer_figures():
+    summary = run_quick("ingest.py", timeout=600)
+    names = ["loader_over_raw_local", "loader_over_raw_s3", "data_wait_fraction_tiny", "kmer_bases_per_s_per_core"]
+    assert_ratios(summary, "ingest", names)
+    assert set(summary["conditions"]["goals"]) == set(names)
