@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,9 @@ def run_quick(script: str, *args: str, timeout: int) -> dict:
         capture_output=True,
         text=True,
         timeout=timeout,
-        # A clean environment: no RAY_ADDRESS from the suite's own cluster, no stray AWS variables.
-        env={"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        # The suite's environment less RAY_ADDRESS (its own cluster) and any AWS variables:
+        # each benchmark starts the Ray cluster and S3 server it measures.
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("AWS_")},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -11,7 +11,6 @@ import engine_testlib
 import pytest
 import ray.cloudpickle
 import ray.train
-from engine_testlib import train_random_batches
 from ray.train.torch import TorchTrainer
 
 # (engine, ZeRO stage, moe.ep_size)
@@ -42,18 +41,18 @@ def _engines_worker(config: dict) -> None:
             return build_engine(exp.model.build(), exp, torch.device("cpu"))
 
         engine, gen = build(), torch.Generator().manual_seed(100 + rank)  # each rank its own batches
-        losses = train_random_batches(engine, gen, STEPS)
+        losses = engine_testlib.train_random_batches(engine, gen, STEPS)
         ckpt = Path(config["dir"]) / name
         ckpt.mkdir(exist_ok=True)
         rank_state = {"rng": checkpoint.rng_state(gen)}
         checkpoint.write(ckpt, engine, checkpoint.TrainState(step=STEPS, world_size=world), rank_state, rank, world)
-        continued = train_random_batches(engine, gen, MORE)
+        continued = engine_testlib.train_random_batches(engine, gen, MORE)
 
         fresh = build()
         _, rank_state = checkpoint.read(ckpt, fresh, rank, world)
         fresh_gen = torch.Generator()
         checkpoint.set_rng_state(rank_state["rng"], fresh_gen)
-        resumed = train_random_batches(fresh, fresh_gen, MORE)
+        resumed = engine_testlib.train_random_batches(fresh, fresh_gen, MORE)
         weights = engine.full_state_dict()
         out[name] = {
             "losses": losses + continued,
