@@ -1,9 +1,9 @@
-"""Typed, validated configuration for every raybio run, with named presets.
+"""The whole experiment: training config, named presets, and loading from YAML + overrides.
 
-One `ExperimentConfig` describes a training run: model (with its MoE and Hyena parts),
-data and training. Configs are pydantic models with `extra="forbid"`, so a misspelt
-field or a bad value fails before any cluster work starts, with an error that names the
-field and the allowed values. YAML files and `a.b.c=value` overrides merge onto a preset.
+One `ExperimentConfig` describes a training run: model (`raybio.models.config`), data
+(`raybio.data.config`) and training (here). YAML files and `a.b.c=value` overrides merge
+onto a preset; `validate` turns pydantic's errors into one `ConfigError` listing every bad
+field. The layer configs are re-exported, so `from raybio.config import MoEConfig` works.
 """
 
 from __future__ import annotations
@@ -12,198 +12,30 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from raybio.data.config import DataConfig, S3Config, SourceConfig, TokenizerConfig
+from raybio.models.config import HyenaConfig, ModelConfig, MoEConfig
+from raybio.schema import ConfigError, Strict
+
+__all__ = [
+    "PRESETS",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "HyenaConfig",
+    "ModelConfig",
+    "MoEConfig",
+    "S3Config",
+    "SourceConfig",
+    "TokenizerConfig",
+    "TrainConfig",
+    "load_config",
+    "validate",
+]
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the fix."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class MoEConfig(_Strict):
-    """Routed-expert FFN. `num_experts == 1` is not MoE: use the dense `D` block instead."""
-
-    num_experts: int = Field(8, ge=1)
-    top_k: int = Field(2, ge=1)
-    router: Literal["softmax", "sigmoid", "aux_free"] = "softmax"
-    # Sigmoid router: g = s / sum_topk(s). Off only for the HyenaMoE ablation.
-    normalize_scores: bool = True
-    expert_hidden: int | None = Field(None, ge=1, description="expert SwiGLU hidden size; default d_ffn")
-    num_shared_experts: int = Field(0, ge=0)
-    aux_loss_coef: float = Field(0.01, ge=0)
-    z_loss_coef: float = Field(1e-3, ge=0)
-    jitter: float = Field(0.0, ge=0, description="softmax router: multiplicative input noise U(1-j, 1+j) in training")
-    bias_update_rate: float = Field(1e-3, ge=0, description="aux_free router: expert-bias step size")
-    capacity_factor: float | None = Field(None, gt=0, description="None = dropless")
-    # auto: MegaBlocks on CUDA when installed, else torch; torch: torch._grouped_mm where the build
-    # has it, else a per-expert loop; loop: always the per-expert loop (reference, ablation).
-    backend: Literal["auto", "torch", "loop", "megablocks"] = "auto"
-    ep_size: int = Field(1, ge=1, description="expert-parallel group size")
-    dead_expert_window: int = Field(100, ge=1, description="an expert is dead after this many training passes unused")
-
-    @model_validator(mode="after")
-    def _check(self) -> MoEConfig:
-        if self.top_k > self.num_experts:
-            raise ValueError(
-                f"top_k ({self.top_k}) must be <= num_experts ({self.num_experts}); "
-                f"lower moe.top_k or raise moe.num_experts"
-            )
-        if self.num_experts % self.ep_size:
-            raise ValueError(
-                f"num_experts ({self.num_experts}) must be divisible by ep_size ({self.ep_size}); "
-                f"choose moe.ep_size among the divisors of moe.num_experts"
-            )
-        return self
-
-
-class HyenaConfig(_Strict):
-    """HyenaLite long-convolution operator (used by `H` blocks)."""
-
-    filter: Literal["modal", "implicit"] = "modal"
-    num_modes: int = Field(16, ge=1)
-    filter_groups: int | None = Field(None, ge=1, description="channels sharing one filter; None = per channel")
-    short_conv: int = Field(3, ge=1)
-    attention_window: int = Field(4096, ge=1, description="sliding window of A/D blocks in streaming inference")
-    filter_order: int = Field(64, ge=1, description="implicit filter: MLP width (HyenaDNA filter_order)")
-    filter_emb_dim: int = Field(5, ge=3, description="implicit filter: positional features (odd: t + cos/sin bands)")
-
-
-BLOCK_TYPES = {"D": "attention + dense FFN", "A": "attention + MoE FFN", "H": "HyenaLite + gated MLP"}
-
-
-class ModelConfig(_Strict):
-    """A BioLM: embeddings, blocks composed from `pattern`, final norm, LM head."""
-
-    vocab_size: int = Field(0, ge=0, description="0 = taken from the corpus tokenizer at build time")
-    d_model: int = Field(256, ge=8)
-    n_layers: int = Field(8, ge=1)
-    n_heads: int = Field(8, ge=1)
-    d_ffn: int | None = Field(None, ge=1, description="SwiGLU hidden size; default 4 * d_model")
-    # One letter per block (see BLOCK_TYPES); a shorter pattern repeats to fill n_layers.
-    pattern: str = "D"
-    objective: Literal["mlm", "ntp"] = "mlm"
-    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
-    max_seq_len: int = Field(1024, ge=8)
-    rope_theta: float = 10000.0
-    tie_embeddings: bool = True
-    # µP (raybio/models/mup.py): the width at which the LR was tuned; None = standard parameterisation.
-    base_d_model: int | None = Field(None, ge=8, description="µP base width; hidden LRs and init scale with it")
-    moe: MoEConfig = Field(default_factory=MoEConfig)
-    hyena: HyenaConfig = Field(default_factory=HyenaConfig)
-
-    @field_validator("pattern", mode="before")
-    @classmethod
-    def _resolve_pattern(cls, value: object) -> object:
-        # Preset names ("fast", "standard", ...) become block letters; see raybio/models/presets.py.
-        from raybio.models.presets import resolve_pattern
-
-        return resolve_pattern(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _check(self) -> ModelConfig:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if (self.d_model // self.n_heads) % 2:
-            raise ValueError(f"head dim d_model/n_heads = {self.d_model // self.n_heads} must be even for RoPE")
-        bad = sorted(set(self.pattern) - set(BLOCK_TYPES))
-        if not self.pattern or bad:
-            allowed = ", ".join(f"{k} ({v})" for k, v in BLOCK_TYPES.items())
-            raise ValueError(f"pattern {self.pattern!r} has unknown block letters {bad}; allowed: {allowed}")
-        if self.n_layers % len(self.pattern):
-            raise ValueError(f"n_layers ({self.n_layers}) must be a multiple of len(pattern) ({len(self.pattern)})")
-        group = self.hyena.filter_groups
-        if "H" in self.pattern and group and self.d_model % group:
-            raise ValueError(f"hyena.filter_groups ({group}) must divide d_model ({self.d_model})")
-        if "A" in self.pattern and self.moe.num_experts < 2:
-            raise ValueError("pattern uses MoE blocks 'A' but moe.num_experts < 2; use 'D' for a dense FFN")
-        return self
-
-    @property
-    def ffn_hidden(self) -> int:
-        return self.d_ffn or 4 * self.d_model
-
-    @property
-    def blocks(self) -> str:
-        """The full per-layer pattern, e.g. 'AHHH' * 2."""
-        return self.pattern * (self.n_layers // len(self.pattern))
-
-    def build(self):
-        """Build the `BioLM` this config describes."""
-        from raybio.models.model import BioLM
-
-        if not self.vocab_size:
-            raise ConfigError("model.vocab_size is 0: set it, or build through ExperimentConfig with a corpus")
-        return BioLM(self)
-
-
-class TokenizerConfig(_Strict):
-    """How sequences become token ids (docs/data.md lists the vocabularies)."""
-
-    kind: Literal["kmer", "nucleotide", "protein", "bpe", "multiomic"] = "kmer"
-    k: int = Field(3, ge=1, le=6, description="k-mer size (kmer, and the DNA part of multiomic)")
-    vocab_size: int = Field(4096, ge=64, le=1 << 20, description="BPE vocabulary size (Omni-DNA uses 4096)")
-    bpe_train_residues: int = Field(20_000_000, ge=1000, description="BPE trains on at most this many residues")
-
-    def build(self):
-        """Build the tokenizer this config names (BPE is trained during `raybio prepare`)."""
-        from raybio.data.tokenizers import build_tokenizer
-
-        return build_tokenizer(self)
-
-
-class SourceConfig(_Strict):
-    """One corpus source: a path, glob, s3:// URI or bundled:<name>, and how to read it."""
-
-    uri: str
-    modality: Literal["auto", "dna", "protein"] = Field("auto", description="auto = detected from the residues")
-    format: Literal["auto", "fasta", "csv"] = Field("auto", description="auto = csv/tsv by extension, else FASTA")
-    sequence_column: str = "sequence"
-    id_column: str | None = None
-    label_column: str | None = "label"
-
-
-class S3Config(_Strict):
-    """Object-store endpoint. Credentials come from the AWS variables or profile, never from configs."""
-
-    endpoint_url: str | None = Field(None, description="default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL")
-    region: str | None = None
-    profile: str | None = None
-
-
-class DataConfig(_Strict):
-    """Where the corpus comes from, how it is tokenized, and where its shards live."""
-
-    sources: list[str | SourceConfig] = Field(default_factory=lambda: ["bundled:ecoli"])
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    seq_len: int = Field(512, ge=8, description="tokens per training window")
-    val_fraction: float = Field(0.05, gt=0, lt=1)
-    shards_dir: str | None = Field(None, description="prepared shards; default <storage>/corpus/<hash>")
-    rows_per_shard: int = Field(2048, ge=1)
-    mask_prob: float = Field(0.15, gt=0, lt=1)
-    min_length: int = Field(1, ge=1, description="records shorter than this (residues) are rejected and counted")
-    iupac_to_n: bool = Field(False, description="map IUPAC ambiguity codes to N (DNA) / X (protein)")
-    on_invalid: Literal["error", "skip"] = Field("error", description="records with invalid characters")
-    reverse_complement: bool = Field(False, description="add the reverse complement of DNA train blocks")
-    pack: bool = Field(True, description="pack records into full windows; False = one record per window, padded")
-    mix: dict[str, float] | None = Field(None, description="train modality weights, e.g. {dna: 0.7, protein: 0.3}")
-    shuffle_buffer: int = Field(256, ge=0, description="rows in each worker's local shuffle buffer (0 = off)")
-    s3: S3Config = Field(default_factory=S3Config)
-
-    @model_validator(mode="after")
-    def _check(self) -> DataConfig:
-        from raybio.data.tokenizers import MODALITIES
-
-        if self.mix is not None:
-            bad = sorted(set(self.mix) - set(MODALITIES))
-            if bad or not self.mix or any(w <= 0 for w in self.mix.values()):
-                raise ValueError(f"mix {self.mix} must map modalities {list(MODALITIES)} to positive weights")
-        return self
-
-
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     # ddp: torch DDP. deepspeed: DeepSpeed ZeRO `zero_stage` (0-3) with a torch AdamW; bf16 on GPU, fp32 on CPU.
     engine: Literal["ddp", "deepspeed"] = "ddp"
     zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage (engine=deepspeed only)")
@@ -226,6 +58,10 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (multiple of log_every; 0 = at end)")
     num_to_keep: int = Field(2, ge=1, description="checkpoints kept in storage (the newest)")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = unlimited)")
+    # A step whose loss or gradient norm is not finite never reaches the weights: it is skipped,
+    # and the run stops at the `max_nonfinite_steps`-th such step in a row (or at the first with "stop").
+    on_nonfinite: Literal["skip", "stop"] = "skip"
+    max_nonfinite_steps: int = Field(3, ge=1, description="consecutive non-finite steps that stop the run")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -240,7 +76,7 @@ class TrainConfig(_Strict):
         return self
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     """Everything one training run needs."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)

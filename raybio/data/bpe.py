@@ -21,7 +21,7 @@ from raybio.data.tokenizers import (
     PAD_ID,
     PROTEIN_RESIDUES,
     SPECIAL_TOKENS,
-    _Vocab,
+    Tokenizer,
     token_dtype,
 )
 
@@ -34,7 +34,7 @@ def _pre_tokenizer(modality: str) -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Split(Regex(f"{unknown}|[^{unknown}]{{1,{CHUNK}}}"), behavior="isolated")
 
 
-class BPETokenizer(_Vocab):
+class BPETokenizer(Tokenizer):
     """A trained HF BPE model with raybio's special-token layout."""
 
     kind = "bpe"

@@ -14,10 +14,9 @@ import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from raybio.data import storage
-from raybio.data.prepare import local_path, split_paths
-from raybio.data.tokenizers import MODALITIES
+from raybio.data.manifest import Count, Manifest
+from raybio.data.tokenizers import IGNORE, MODALITIES
 
-IGNORE = -100
 READ_CPUS = 0.25
 READ_TASK_BYTES = 64 << 20
 BLOCK_BYTES = 32 << 20
@@ -29,7 +28,7 @@ _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 def read_split(
     shards_uri: str,
-    manifest: dict,
+    manifest: Manifest,
     split: str,
     *,
     mix: dict[str, float] | None = None,
@@ -43,7 +42,7 @@ def read_split(
     """
     import ray.data
 
-    paths = [local_path(p) for p in split_paths(shards_uri, manifest, split)]
+    paths = [storage.local_path(p) for p in manifest.split_uris(shards_uri, split)]
     fs = None
     if storage.is_remote(shards_uri):
         fs = storage.filesystem(shards_uri, storage.s3_options(s3), whole_files=True)[0]
@@ -71,19 +70,18 @@ def read_split(
     # first batches arrive while the task is still reading (sooner from slower object storage).
     ds.context.target_max_block_size = BLOCK_BYTES if fs is None else REMOTE_BLOCK_BYTES
     if split == "train" and mix:
-        mixer = ModalityMixer(mix, manifest["splits"]["train"]["modalities"], seed)
+        mixer = ModalityMixer(mix, manifest.splits["train"].modalities, seed)
         ds = ds.map_batches(mixer, batch_format="pyarrow", num_cpus=READ_CPUS)
     return ds
 
 
-def read_tasks(manifest: dict, split: str, n_files: int) -> int:
+def read_tasks(manifest: Manifest, split: str, n_files: int) -> int:
     """Read tasks for a split: about READ_TASK_BYTES of tokens each, at most one per shard.
 
     Each task (and each block it makes) costs scheduling and object-store round trips, which
     dominate when shards are small; fewer, larger reads keep the stream ahead of training.
     """
-    itemsize = np.dtype(manifest["tokenizer"].get("dtype", "uint16")).itemsize
-    nbytes = manifest["splits"][split]["tokens"] * itemsize
+    nbytes = manifest.splits[split].tokens * np.dtype(manifest.tokenizer.dtype).itemsize
     return int(min(n_files, max(1, -(-nbytes // READ_TASK_BYTES))))
 
 
@@ -106,16 +104,16 @@ class ModalityMixer:
     decided by a hash of the row's tokens and the seed (so it is the same in every run).
     """
 
-    def __init__(self, weights: dict[str, float], counts: dict[str, dict], seed: int):
-        missing = sorted(m for m in weights if not counts.get(m, {}).get("rows"))
+    def __init__(self, weights: dict[str, float], counts: dict[str, Count], seed: int):
+        missing = sorted(m for m in weights if m not in counts or not counts[m].rows)
         if missing:
             raise ValueError(
                 f"data.mix weights modalities {missing} that the corpus does not have (it has {sorted(counts)})"
             )
         total_w = sum(weights.values())
-        n = sum(counts[m]["rows"] for m in weights)
+        n = sum(counts[m].rows for m in weights)
         self.rate = np.array(
-            [weights.get(m, 0.0) / total_w * n / counts[m]["rows"] if m in weights else 0.0 for m in MODALITIES]
+            [weights.get(m, 0.0) / total_w * n / counts[m].rows if m in weights else 0.0 for m in MODALITIES]
         )
         self.seed = np.uint64(seed)
 

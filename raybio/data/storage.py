@@ -228,3 +228,8 @@ class _OwnedGzip(gzip.GzipFile):
         super().close()
         if inner is not None:
             inner.close()
+
+
+def local_path(uri: str) -> str:
+    """Absolute local path for a local URI (Ray Data wants absolute paths); remote URIs unchanged."""
+    return uri if is_remote(uri) else filesystem(uri)[1]

@@ -7,7 +7,8 @@ masked or predicted as content) and `mask_id`, so training never has to guess th
 
 Encoding works on bytes with numpy lookup tables and strided views (no per-character
 Python loop, no int64 temporaries): tens of millions of bases per second per core.
-BPE (HF `tokenizers`) lives in `raybio.data.bpe`.
+BPE (HF `tokenizers`) lives in `raybio.data.bpe`; `raybio.data.tokenizer_io` builds any kind
+from its config or its saved JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<cls>", "<sep>", "<mask>", "<bos>", "<eos>")
 PAD_ID, UNK_ID, MASK_ID, EOS_ID = 0, 1, 4, 6
+IGNORE = -100  # the label of a position the loss skips (PyTorch's default ignore_index)
 MODALITIES = ("dna", "protein")  # the `modality` column of the shards stores the index into this
 DNA_BASES = "ACGT"
 PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
@@ -53,8 +55,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-class _Vocab:
-    """Shared parts: vocabulary list, spec, JSON form, decode."""
+class Tokenizer:
+    """The tokenizer interface every kind implements (BPE too): vocabulary list, spec, JSON form,
+    decode, and `encode(seq, modality) -> ids`."""
 
     kind: str
     vocab: list[str]
@@ -112,7 +115,7 @@ class _Vocab:
             )
 
 
-class KmerTokenizer(_Vocab):
+class KmerTokenizer(Tokenizer):
     """Nucleotide Transformer–style non-overlapping k-mers over A/C/G/T.
 
     A sequence is split at every `N`; each N-free run is cut into k-mers from its start and
@@ -220,7 +223,7 @@ class NucleotideTokenizer(KmerTokenizer):
         return {}
 
 
-class ProteinTokenizer(_Vocab):
+class ProteinTokenizer(Tokenizer):
     """One token per residue: the 20 standard amino acids and X (unknown)."""
 
     kind = "protein"
@@ -249,7 +252,7 @@ class ProteinTokenizer(_Vocab):
         return ids
 
 
-class MultiOmicTokenizer(_Vocab):
+class MultiOmicTokenizer(Tokenizer):
     """Joint DNA + protein vocabulary: specials, modality tokens, DNA k-mers, protein residues.
 
     DNA and protein tokens get disjoint ids even where letters coincide (A, C, G, T), and
@@ -281,39 +284,6 @@ class MultiOmicTokenizer(_Vocab):
     def encode(self, seq: str | bytes, modality: str = "dna") -> np.ndarray:
         self.check_modality(modality)
         return (self.dna if modality == "dna" else self.protein).encode(seq, modality)
-
-
-def build_tokenizer(cfg) -> _Vocab:
-    """The tokenizer a `TokenizerConfig` names (BPE is trained on the corpus: see `raybio.data.bpe`)."""
-    if cfg.kind == "kmer":
-        return KmerTokenizer(cfg.k)
-    if cfg.kind == "nucleotide":
-        return NucleotideTokenizer()
-    if cfg.kind == "protein":
-        return ProteinTokenizer()
-    if cfg.kind == "multiomic":
-        return MultiOmicTokenizer(cfg.k)
-    raise ValueError(f"tokenizer kind {cfg.kind!r} is trained on the corpus; build it with raybio.data.bpe.train_bpe")
-
-
-def tokenizer_from_json(text: str):
-    """Rebuild a tokenizer from the `tokenizer.json` saved beside the shards."""
-    obj = json.loads(text)
-    spec = obj["spec"]
-    if spec["kind"] == "bpe":
-        from raybio.data.bpe import BPETokenizer
-
-        return BPETokenizer.from_dict(obj)
-    kinds = {
-        "kmer": lambda: KmerTokenizer(spec["k"]),
-        "nucleotide": NucleotideTokenizer,
-        "protein": ProteinTokenizer,
-        "multiomic": lambda: MultiOmicTokenizer(spec["k"]),
-    }
-    tok = kinds[spec["kind"]]()
-    if tok.vocab != obj["vocab"]:
-        raise ValueError(f"saved {spec['kind']} tokenizer vocabulary differs from this raybio version's")
-    return tok
 
 
 _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")

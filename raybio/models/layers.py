@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,6 +59,19 @@ class Rotary(nn.Module):
         return out.flatten(-2)
 
 
+@dataclass
+class KVWindow:
+    """Streaming state of one attention layer: keys (un-rotated) and values of the most recent
+    `window - 1` positions."""
+
+    k_BHPD: torch.Tensor
+    v_BHPD: torch.Tensor
+    window: int
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.k_BHPD, self.v_BHPD))
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with RoPE; causal for NTP, bidirectional for MLM."""
 
@@ -66,13 +81,49 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.wo = nn.Linear(d_model, d_model, bias=False)
 
-    def forward(self, x_BLD: torch.Tensor, rotary: Rotary) -> torch.Tensor:
+    def _qkv(self, x_BLD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, L, D = x_BLD.shape
         qkv = self.wqkv(x_BLD).view(B, L, 3, self.n_heads, D // self.n_heads)
-        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # each B,H,L,Dh
+        return tuple(t.transpose(1, 2) for t in qkv.unbind(2))  # each B, H, L, Dh
+
+    def _out(self, y_BHLD: torch.Tensor) -> torch.Tensor:
+        B, H, L, Dh = y_BHLD.shape
+        return self.wo(y_BHLD.transpose(1, 2).reshape(B, L, H * Dh))
+
+    def forward(self, x_BLD: torch.Tensor, rotary: Rotary, pad_mask_BL: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = self._qkv(x_BLD)
         q, k = rotary(q), rotary(k)
-        y_BHLD = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
-        return self.wo(y_BHLD.transpose(1, 2).reshape(B, L, D))
+        if pad_mask_BL is None:
+            return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=self.causal))
+        L = x_BLD.shape[1]
+        allowed_B1LL = ~pad_mask_BL[:, None, None, :].expand(-1, 1, L, -1)  # no query attends to padding
+        if self.causal:
+            allowed_B1LL = allowed_B1LL & torch.ones(L, L, dtype=torch.bool, device=x_BLD.device).tril()
+        # A padded query row may be all False; let it see itself so SDPA returns numbers, not NaN.
+        allowed_B1LL = allowed_B1LL | torch.eye(L, dtype=torch.bool, device=x_BLD.device)
+        return self._out(F.scaled_dot_product_attention(q, k, v, attn_mask=allowed_B1LL))
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype, window: int) -> KVWindow:
+        head_dim = self.wo.in_features // self.n_heads
+        empty = torch.zeros(batch, self.n_heads, 0, head_dim, device=device, dtype=dtype)
+        return KVWindow(empty, empty, window)
+
+    def forward_chunk(self, x_BCD: torch.Tensor, cache: KVWindow, rope: Rotary) -> tuple[torch.Tensor, KVWindow]:
+        """Causal sliding-window attention of a chunk over the cached window plus itself.
+
+        Keys are cached un-rotated and RoPE is applied relative to the window's first position,
+        which leaves every query·key product unchanged (RoPE depends only on the distance).
+        """
+        C = x_BCD.shape[1]
+        q, k, v = self._qkv(x_BCD)
+        k_all, v_all = torch.cat([cache.k_BHPD, k], dim=2), torch.cat([cache.v_BHPD, v], dim=2)
+        P = cache.k_BHPD.shape[2]
+        q_pos = torch.arange(P, P + C, device=x_BCD.device)[:, None]
+        k_pos = torch.arange(P + C, device=x_BCD.device)[None, :]
+        allowed_CK = (k_pos <= q_pos) & (k_pos > q_pos - cache.window)
+        y_BHCD = F.scaled_dot_product_attention(rope(q, offset=P), rope(k_all), v_all, attn_mask=allowed_CK)
+        keep = k_all.shape[2] - min(cache.window - 1, k_all.shape[2])
+        return self._out(y_BHCD), KVWindow(k_all[:, :, keep:], v_all[:, :, keep:], cache.window)
 
 
 class SwiGLU(nn.Module):

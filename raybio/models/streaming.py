@@ -21,47 +21,16 @@ back to independent `max_seq_len` windows for bidirectional (MLM) models, which 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from raybio.models.hyena import HyenaLite, HyenaState
-from raybio.models.layers import Attention, Rotary
+from raybio.models.hyena import HyenaState
+from raybio.models.layers import Rotary
 from raybio.models.model import BioLM
-
-
-@dataclass
-class KVWindow:
-    """Keys (un-rotated) and values of the most recent `window - 1` positions of one attention layer."""
-
-    k_BHPD: torch.Tensor
-    v_BHPD: torch.Tensor
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.k_BHPD, self.v_BHPD))
-
-
-def attend_chunk(
-    attn: Attention, x_BCD: torch.Tensor, cache: KVWindow, window: int, rope: Rotary
-) -> tuple[torch.Tensor, KVWindow]:
-    """Causal sliding-window attention of a chunk over the cached window plus itself."""
-    B, C, D = x_BCD.shape
-    H = attn.n_heads
-    qkv = attn.wqkv(x_BCD).view(B, C, 3, H, D // H)
-    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # each B, H, C, Dh
-    k_all, v_all = torch.cat([cache.k_BHPD, k], dim=2), torch.cat([cache.v_BHPD, v], dim=2)
-    P = cache.k_BHPD.shape[2]
-    q_pos = torch.arange(P, P + C, device=x_BCD.device)[:, None]
-    k_pos = torch.arange(P + C, device=x_BCD.device)[None, :]
-    allowed_CK = (k_pos <= q_pos) & (k_pos > q_pos - window)
-    y_BHCD = F.scaled_dot_product_attention(rope(q, offset=P), rope(k_all), v_all, attn_mask=allowed_CK)
-    keep = k_all.shape[2] - min(window - 1, k_all.shape[2])
-    out = attn.wo(y_BHCD.transpose(1, 2).reshape(B, C, D))
-    return out, KVWindow(k_all[:, :, keep:], v_all[:, :, keep:])
+from raybio.models.pretrained import load_pretrained
 
 
 class Streamer:
@@ -82,15 +51,8 @@ class Streamer:
         self.window = window or cfg.hyena.attention_window
         device = next(model.parameters()).device
         dtype = model.embed.weight.dtype
-        head_dim = cfg.d_model // cfg.n_heads
-        self.rope = Rotary(head_dim, self.window + max_chunk, cfg.rope_theta).to(device)
-        self.states: list[HyenaState | KVWindow] = []
-        for block in model.blocks:
-            if isinstance(block.mixer, HyenaLite):
-                self.states.append(block.mixer.init_state(batch_size, device))
-            else:
-                empty = torch.zeros(batch_size, cfg.n_heads, 0, head_dim, device=device, dtype=dtype)
-                self.states.append(KVWindow(empty, empty))
+        self.rope = Rotary(cfg.d_model // cfg.n_heads, self.window + max_chunk, cfg.rope_theta).to(device)
+        self.states = [b.mixer.init_state(batch_size, device, dtype, self.window) for b in model.blocks]
         self.position = 0
 
     def state_nbytes(self) -> dict[str, int]:
@@ -107,18 +69,11 @@ class Streamer:
         return torch.cat(outs, dim=1)
 
     def _chunk(self, ids_BC: torch.Tensor) -> torch.Tensor:
-        model = self.model
-        x_BCD = model.embed(ids_BC)
-        for i, block in enumerate(model.blocks):
-            h_BCD = block.norm1(x_BCD)
-            if isinstance(block.mixer, HyenaLite):
-                y_BCD, self.states[i] = block.mixer.forward_chunk(h_BCD, self.states[i])
-            else:
-                y_BCD, self.states[i] = attend_chunk(block.mixer, h_BCD, self.states[i], self.window, self.rope)
-            x_BCD = x_BCD + y_BCD.to(x_BCD.dtype)
-            x_BCD = x_BCD + block.ffn(block.norm2(x_BCD))
+        x_BCD = self.model.embed(ids_BC)
+        for i, block in enumerate(self.model.blocks):
+            x_BCD, self.states[i] = block.forward_chunk(x_BCD, self.states[i], self.rope)
         self.position += ids_BC.shape[1]
-        return model.norm(x_BCD)
+        return self.model.norm(x_BCD)
 
     def prefill(self, ids_BL: torch.Tensor) -> torch.Tensor:
         """Feed a prompt; returns the logits (B, V) for the token after it."""
@@ -127,15 +82,6 @@ class Streamer:
     def step(self, ids_B: torch.Tensor) -> torch.Tensor:
         """Feed one token per sequence; returns the logits (B, V) for the next one."""
         return self.prefill(ids_B[:, None])
-
-
-@torch.no_grad()
-def hidden_states(model: BioLM, ids_BL: torch.Tensor) -> torch.Tensor:
-    """Final-norm hidden states (B, L, D) of a full forward pass."""
-    x_BLD = model.embed(ids_BL)
-    for block in model.blocks:
-        x_BLD = block(x_BLD, model.rotary)
-    return model.norm(x_BLD)
 
 
 @dataclass
@@ -147,22 +93,7 @@ class RecordEmbedding:
     tokens: np.ndarray | None = None  # (n_tokens, D) when asked for
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """(model, tokenizer) from a training checkpoint directory (model.pt + config.json)."""
-    from raybio.config import ExperimentConfig
-
-    path = Path(path)
-    meta_file, weights = path / "config.json", path / "model.pt"
-    if not (meta_file.is_file() and weights.is_file()):
-        raise FileNotFoundError(f"{path} is not a raybio checkpoint: expected config.json and model.pt in it")
-    meta = json.loads(meta_file.read_text())
-    exp = ExperimentConfig.model_validate(meta["experiment"])
-    exp.model.vocab_size = meta["tokenizer"]["vocab_size"]
-    model = exp.model.build()
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return model.to(device).eval(), exp.data.tokenizer.build()
-
-
+@torch.no_grad()
 def embed_fasta(
     model: BioLM | str | Path,
     fasta_path: str | Path,
@@ -180,17 +111,17 @@ def embed_fasta(
     embed independent windows of `max_seq_len` tokens. The tokenizer defaults to the
     checkpoint's (or the default 3-mer one for a bare model).
     """
-    from raybio.config import TokenizerConfig
+    from raybio.data.config import TokenizerConfig
     from raybio.data.fasta import read_fasta
 
     if isinstance(model, (str, Path)):
-        model, ckpt_tokenizer = load_checkpoint(model, device)
-        tokenizer = tokenizer or ckpt_tokenizer
+        pretrained = load_pretrained(model, device)
+        model, tokenizer = pretrained.model, tokenizer or pretrained.tokenizer
     model = model.to(device).eval()
     tokenizer = tokenizer or TokenizerConfig().build()
-    if tokenizer.vocab_size != model.cfg.vocab_size:
+    if tokenizer.vocab_size != model.vocab_size:
         raise ValueError(
-            f"tokenizer vocab_size {tokenizer.vocab_size} != model vocab_size {model.cfg.vocab_size}: "
+            f"tokenizer vocab_size {tokenizer.vocab_size} != model vocab_size {model.vocab_size}: "
             "pass the tokenizer the model was trained with"
         )
     out = []
@@ -201,7 +132,7 @@ def embed_fasta(
             pieces = (streamer.feed(ids_1L[:, i : i + chunk_tokens]) for i in range(0, ids_1L.shape[1], chunk_tokens))
         else:
             step = model.cfg.max_seq_len
-            pieces = (hidden_states(model, ids_1L[:, i : i + step]) for i in range(0, ids_1L.shape[1], step))
+            pieces = (model.hidden_states(ids_1L[:, i : i + step]) for i in range(0, ids_1L.shape[1], step))
         total = torch.zeros(model.cfg.d_model, dtype=torch.float64, device=device)
         kept = []
         for h_1CD in pieces:

@@ -6,51 +6,40 @@ local or s3://):
 
     model.pt                        full weights (rank 0; also what DDP resumes from)
     engine.pt | deepspeed/state/*   optimizer and LR-scheduler state (`Engine.save`)
-    config.json                     the experiment and tokenizer, for inference (rank 0)
+    config.json, tokenizer.json     the experiment and the tokenizer, for inference (rank 0;
+                                    `raybio.models.pretrained.load_pretrained` reads them)
     rank{r}.pt                      rank r's RNG states (MLM masking, torch, numpy, python)
                                     and token counter
     train_state.json                step, data position (epoch, batches consumed in it),
                                     carried-over metrics (rank 0)
-    MANIFEST.json                   size and sha256 of every file above, written last (rank 0)
+    checksums.json                  size and sha256 of every file above, written last (rank 0)
 
-A checkpoint counts only with a manifest whose every file is present with the recorded
+A checkpoint counts only with a `checksums.json` whose every file is present with the recorded
 size and hash; `verify` raises `CheckpointError` otherwise. Ray Train registers a checkpoint
 only after every worker's upload finished, so a run never resumes from a torn upload; the
-manifest also catches a checkpoint damaged in storage or copied incompletely.
+checksum file also catches a checkpoint damaged in storage or copied incompletely.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-MANIFEST = "MANIFEST.json"
+from raybio.train.state import TrainState
+
+CHECKSUMS = "checksums.json"
 TRAIN_STATE = "train_state.json"
 FORMAT = 1
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is incomplete or corrupted; the message names the file and what to do."""
-
-
-@dataclass
-class TrainState:
-    """Where training stands: the step and the data position, identical on every rank."""
-
-    step: int = 0
-    epoch: int = 0  # passes over the train split started before this one
-    batch_in_epoch: int = 0  # batches of the current epoch already trained on
-    world_size: int = 1
-    metrics: dict = field(default_factory=dict)  # carried into later reports (init/latest val loss)
 
 
 def sha256(path: Path) -> str:
@@ -65,7 +54,7 @@ def _file_records(directory: Path) -> dict[str, dict]:
     return {
         p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256(p)}
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p.name != CHECKSUMS
     }
 
 
@@ -77,44 +66,20 @@ def _gather(obj, world: int) -> list:
     return out
 
 
-def rng_state(gen: torch.Generator) -> dict:
-    """Every RNG a rank draws from: the MLM masking generator and the global ones."""
-    np_state = np.random.get_state()
-    state = {
-        "mlm": gen.get_state(),
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict, gen: torch.Generator) -> None:
-    gen.set_state(state["mlm"])
-    torch.set_rng_state(state["torch"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def write(
-    directory: Path, engine, state: TrainState, rank_state: dict, rank: int, world: int, export: dict | None = None
+    directory: Path, engine, state: TrainState, rank_state: dict, rank: int, world: int, files: dict[str, bytes]
 ) -> None:
-    """Write this rank's share of a checkpoint into `directory`; rank 0 adds the manifest last.
+    """Write this rank's share of a checkpoint into `directory`; rank 0 adds checksums.json last.
 
-    Collective: every rank must call it. `export` maps file names to JSON-able objects that
-    rank 0 writes beside the weights (e.g. the experiment config).
+    Collective: every rank must call it. `files` (name -> bytes) are written by rank 0 beside
+    the weights: the inference files (config.json, tokenizer.json) of raybio/models/pretrained.py.
     """
     engine.save(directory, rank)
     torch.save(rank_state, directory / f"rank{rank}.pt")
     if rank == 0:
-        (directory / TRAIN_STATE).write_text(json.dumps(asdict(state), indent=2))
-        for name, obj in (export or {}).items():
-            (directory / name).write_text(json.dumps(obj, indent=2))
+        (directory / TRAIN_STATE).write_text(json.dumps(state.shared_dict(), indent=2))
+        for name, data in files.items():
+            (directory / name).write_bytes(data)
     if world > 1:
         dist.barrier()  # every rank's files are complete before anyone hashes (ranks may share a directory)
     files: dict[str, dict] = {}
@@ -124,42 +89,42 @@ def write(
                 raise CheckpointError(f"rank {r} wrote {path} unlike a lower rank did; per-rank names must be unique")
             files[path] = rec
     if rank == 0:
-        manifest = {"format": FORMAT, "step": state.step, "world_size": world, "time": time.time(), "files": files}
-        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        checksums = {"format": FORMAT, "step": state.step, "world_size": world, "time": time.time(), "files": files}
+        (directory / CHECKSUMS).write_text(json.dumps(checksums, indent=2, sort_keys=True))
 
 
 def verify(directory: Path) -> dict:
-    """The manifest of a complete, intact checkpoint, or `CheckpointError` saying what is wrong."""
-    path = Path(directory) / MANIFEST
+    """The checksums of a complete, intact checkpoint, or `CheckpointError` saying what is wrong."""
+    path = Path(directory) / CHECKSUMS
     if not path.is_file():
         raise CheckpointError(
-            f"checkpoint {directory} is incomplete: it has no {MANIFEST} (written last, so the checkpoint was "
+            f"checkpoint {directory} is incomplete: it has no {CHECKSUMS} (written last, so the checkpoint was "
             f"interrupted while being written or copied); resume from an earlier checkpoint or start afresh"
         )
     try:
-        manifest = json.loads(path.read_text())
-        files = manifest["files"]
+        checksums = json.loads(path.read_text())
+        files = checksums["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {directory}: {MANIFEST} is unreadable ({err}); it is corrupted") from err
+        raise CheckpointError(f"checkpoint {directory}: {CHECKSUMS} is unreadable ({err}); it is corrupted") from err
     for name, rec in files.items():
         p = Path(directory) / name
         if not p.is_file():
             raise CheckpointError(f"checkpoint {directory} is incomplete: {name} is missing")
         if p.stat().st_size != rec["bytes"] or sha256(p) != rec["sha256"]:
             raise CheckpointError(
-                f"checkpoint {directory} is corrupted: {name} does not match the sha256/size in {MANIFEST}; "
+                f"checkpoint {directory} is corrupted: {name} does not match the sha256/size in {CHECKSUMS}; "
                 f"resume from an earlier checkpoint or start afresh"
             )
-    return manifest
+    return checksums
 
 
 def read(directory: Path, engine, rank: int, world: int) -> tuple[TrainState, dict]:
     """Verify the checkpoint, load the engine state, return the train state and this rank's state."""
-    manifest = verify(directory)
-    if manifest["world_size"] != world:
+    checksums = verify(directory)
+    if checksums["world_size"] != world:
         raise CheckpointError(
-            f"checkpoint {directory} was written by {manifest['world_size']} workers, this run has {world}; "
-            f"resume with train.num_workers={manifest['world_size']}"
+            f"checkpoint {directory} was written by {checksums['world_size']} workers, this run has {world}; "
+            f"resume with train.num_workers={checksums['world_size']}"
         )
     engine.load(directory)
     state = TrainState(**json.loads((directory / TRAIN_STATE).read_text()))
@@ -168,26 +133,25 @@ def read(directory: Path, engine, rank: int, world: int) -> tuple[TrainState, di
     return state, rank_state
 
 
-def report(metrics: dict, engine, state: TrainState, rank_state: dict, rank: int, world: int, export: dict) -> None:
-    """`ray.train.report` with a checkpoint of the current step from every rank."""
-    import ray.train
+class Checkpointer:
+    """Decides when to checkpoint and writes the checkpoint through the run's reporter.
 
-    with tempfile.TemporaryDirectory(prefix="raybio-ckpt-") as tmp:
-        write(Path(tmp), engine, state, rank_state, rank, world, export)
-        ray.train.report(
-            metrics,
-            checkpoint=ray.train.Checkpoint.from_directory(tmp),
-            checkpoint_dir_name=f"checkpoint_step{state.step:08d}",
-        )
+    Every `every` steps (a multiple of log_every; 0 = only at the end) and at the final step.
+    """
 
+    def __init__(self, every: int, reporter, files: dict[str, bytes]):
+        self.every, self.reporter, self.files = every, reporter, files
 
-def restore(engine, rank: int, world: int, fallback=None) -> tuple[TrainState, dict] | None:
-    """Load the run's latest reported checkpoint (after a failure or on a restarted run), else
-    `fallback` (a `ray.train.Checkpoint` to start a new run from), if any."""
-    import ray.train
+    def should_save(self, step: int, final: bool) -> bool:
+        return final or bool(self.every and step % self.every == 0)
 
-    checkpoint = ray.train.get_checkpoint() or fallback
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as d:
-        return read(Path(d), engine, rank, world)
+    def save(self, metrics: dict, engine, state: TrainState, rank_state: dict, rank: int, world: int) -> None:
+        """Collective: report `metrics` with a checkpoint of the current step from every rank."""
+        with tempfile.TemporaryDirectory(prefix="raybio-ckpt-") as tmp:
+            write(Path(tmp), engine, state, rank_state, rank, world, self.files)
+            self.reporter.report(metrics, checkpoint_dir=Path(tmp), name=f"checkpoint_step{state.step:08d}")
+
+    def restore(self, engine, rank: int, world: int) -> tuple[TrainState, dict] | None:
+        """The latest checkpoint of the run (after a failure or a restart), loaded into `engine`, if any."""
+        with self.reporter.latest_checkpoint() as directory:
+            return None if directory is None else read(directory, engine, rank, world)

@@ -1,7 +1,9 @@
 """One training-engine interface over torch DDP and DeepSpeed ZeRO (`train.engine`).
 
-The loop only calls `engine.model(...)`, `engine.backward(loss)`, `engine.step()` and, for
-checkpoints, `engine.save(dir)` / `engine.load(dir)` / `engine.full_state_dict()`. Both
+The loop only calls `engine.model(...)`, `engine.backward(loss)`, `engine.step()` (which
+returns the gradient norm and leaves the weights alone when that norm is not finite),
+`engine.skip()` and, for checkpoints, `engine.save(dir)` / `engine.load(dir)` /
+`engine.full_state_dict()`. Both
 engines use the same torch AdamW with the same param groups (µP-aware) and the same
 `LambdaLR` schedule, so DDP and ZeRO 0-3 take the same steps up to float reduction order.
 
@@ -14,6 +16,7 @@ ZeRO then runs its collectives on the gloo group Ray Train set up.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 from typing import Protocol
@@ -23,12 +26,14 @@ import torch.distributed as dist
 from torch import nn
 
 from raybio.config import ExperimentConfig, TrainConfig
+from raybio.models.blocks import has_experts
+from raybio.models.moe import attach_bias_update
 from raybio.models.mup import param_groups
+from raybio.models.pretrained import WEIGHTS_FILE
 from raybio.train import parallel
 from raybio.train.schedule import build_scheduler
 
 ADAM_BETAS = (0.9, 0.95)
-MODEL_FILE = "model.pt"  # full weights, loadable by `BioLM.load_state_dict` at any engine/world size
 
 
 class Engine(Protocol):
@@ -38,7 +43,8 @@ class Engine(Protocol):
     raw_model: nn.Module  # the BioLM itself (router statistics, hooks)
 
     def backward(self, loss: torch.Tensor) -> None: ...
-    def step(self) -> None: ...  # clip, optimizer step, LR step, zero grads
+    def step(self) -> float: ...  # clip, optimizer step, LR step, zero grads; returns the pre-clip grad norm
+    def skip(self) -> None: ...  # drop this step's gradients (a non-finite loss never reaches backward)
     @property
     def lr(self) -> float: ...
     def save(self, directory: Path, rank: int) -> None: ...  # model.pt (rank 0) + optimizer/LR state
@@ -49,6 +55,8 @@ class Engine(Protocol):
 def build_optimizer(model: nn.Module, exp: ExperimentConfig, expert_groups: bool = False) -> torch.optim.AdamW:
     """AdamW; matrices decay, norms and vectors do not; µP hidden matrices get lr/m (see models/mup.py).
 
+    Aux-loss-free routers get their bias step as a step pre-hook of this optimizer (one
+    batched all-reduce for all layers), so whoever steps it keeps the biases moving.
     `expert_groups` moves expert weights into groups of their own, marked the way DeepSpeed's
     ZeRO expects for parameters it partitions over an expert-data-parallel group.
     """
@@ -57,7 +65,9 @@ def build_optimizer(model: nn.Module, exp: ExperimentConfig, expert_groups: bool
         from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
 
         groups = [g for g in split_params_into_different_moe_groups_for_optimizer(groups) if g["params"]]
-    return torch.optim.AdamW(groups, lr=exp.train.lr, betas=ADAM_BETAS, fused=False)
+    optimizer = torch.optim.AdamW(groups, lr=exp.train.lr, betas=ADAM_BETAS, fused=False)
+    attach_bias_update(optimizer, model)
+    return optimizer
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
@@ -82,7 +92,7 @@ class DDPEngine:
         self.device = device
         self.tcfg = exp.train
         self.ep = None
-        if exp.model.moe.ep_size > 1 and "A" in exp.model.pattern:
+        if exp.model.moe.ep_size > 1 and has_experts(exp.model.pattern):
             self.ep = parallel.setup_expert_parallel(self.raw_model, exp.model.moe.ep_size)
         self.model = self.raw_model
         if _world() > 1:
@@ -95,10 +105,15 @@ class DDPEngine:
         loss.backward()
         parallel.reduce_expert_grads(self.raw_model, self.ep)
 
-    def step(self) -> None:
-        parallel.clip_grad_norm_(self.raw_model, self.tcfg.grad_clip, self.ep)
-        self.optimizer.step()
-        self.scheduler.step()
+    def step(self) -> float:
+        norm = float(parallel.clip_grad_norm_(self.raw_model, self.tcfg.grad_clip, self.ep))
+        if math.isfinite(norm):  # the norm is global (after DDP's all-reduce): every rank decides alike
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def skip(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
     @property
@@ -112,14 +127,16 @@ class DDPEngine:
     def save(self, directory: Path, rank: int) -> None:
         weights = self.full_state_dict()  # collective under EP
         if rank == 0:
-            torch.save(weights, directory / MODEL_FILE)
+            torch.save(weights, directory / WEIGHTS_FILE)
         if rank == 0 or self.ep:
             state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
             torch.save(state, self._state_file(directory, rank))
 
     def load(self, directory: Path) -> None:
         # Full expert tensors in model.pt are sliced to this rank's shard by the MoE layers.
-        self.raw_model.load_state_dict(torch.load(directory / MODEL_FILE, map_location=self.device, weights_only=True))
+        self.raw_model.load_state_dict(
+            torch.load(directory / WEIGHTS_FILE, map_location=self.device, weights_only=True)
+        )
         rank = dist.get_rank() if self.ep else 0
         state = torch.load(self._state_file(directory, rank), map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -213,7 +230,7 @@ class DeepSpeedEngine:
         self.raw_model = model
         self.ep = None
         module = model
-        if exp.model.moe.ep_size > 1 and "A" in exp.model.pattern:
+        if exp.model.moe.ep_size > 1 and has_experts(exp.model.pattern):
             if exp.train.zero_stage == 3:  # DeepSpeed's MoE path stops at stage 2 (ExperimentConfig says so too)
                 raise ValueError("engine=deepspeed with moe.ep_size > 1 needs train.zero_stage <= 2")
             self.ep = parallel.setup_expert_parallel(model, exp.model.moe.ep_size)
@@ -232,8 +249,15 @@ class DeepSpeedEngine:
     def backward(self, loss: torch.Tensor) -> None:
         self.model.backward(loss)
 
-    def step(self) -> None:
-        self.model.step()  # clips, steps the optimizer and the scheduler, zeroes grads
+    def step(self) -> float:
+        # DeepSpeed clips, steps the optimizer and the scheduler and zeroes grads in one call, so a
+        # non-finite gradient norm is reported here (the guard stops the run) but cannot be undone.
+        self.model.step()
+        norm = self.model.get_global_grad_norm()
+        return float("nan") if norm is None else float(norm)
+
+    def skip(self) -> None:
+        self.model.zero_grad()
 
     @property
     def lr(self) -> float:
@@ -243,7 +267,7 @@ class DeepSpeedEngine:
         # Collective: every rank writes its own ZeRO partition; Ray Train merges the ranks' directories.
         weights = self.full_state_dict()
         if rank == 0:
-            torch.save(weights, directory / MODEL_FILE)
+            torch.save(weights, directory / WEIGHTS_FILE)
         self.model.save_checkpoint(str(directory / self.STATE_DIR), tag=self.TAG, save_latest=False)
 
     def load(self, directory: Path) -> None:
@@ -255,7 +279,7 @@ class DeepSpeedEngine:
         if self.ep:
             # DeepSpeed keeps expert weights only for its own MoE layers; ours come from the full weights,
             # sliced to this rank's shard (ZeRO's fp32 master partitions were restored with the optimizer).
-            weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+            weights = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
             self.raw_model.load_state_dict(weights)
 
     def full_state_dict(self) -> dict:

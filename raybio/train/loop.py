@@ -1,202 +1,173 @@
-"""The Ray Train worker loop: stream batches, train (DDP or DeepSpeed), measure, report, checkpoint, resume."""
+"""The training loop: a `Trainer` whose components decide when they act, and the Ray Train entry point.
+
+`Trainer.train` reads in one screen (torchtitan's `Trainer.train` is the model): each step
+trains one batch; the `MetricLogger` decides when to report, the `Evaluator` when to
+validate, the `Checkpointer` when to save, the `NonFiniteGuard` whether a step may touch the
+weights. `TrainState` (step, data position, RNGs) goes into every checkpoint, so a restarted
+run continues exactly where the last checkpoint left it.
+"""
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
-import logging
+import math
 import time
 
-import ray.train
-import ray.train.torch
 import torch
-import torch.distributed as dist
 
 from raybio.config import ExperimentConfig
-from raybio.data.loader import iter_batches, mlm_mask, ntp_targets
+from raybio.data.loader import iter_batches
+from raybio.data.manifest import Manifest
+from raybio.data.tokenizer_io import tokenizer_from_json
 from raybio.models.flops import flops_per_token, param_counts
-from raybio.models.moe import router_metrics, update_expert_bias
-from raybio.train import checkpoint
-from raybio.train.engine import build_engine, uses_bf16
+from raybio.models.model import BioLM
+from raybio.models.moe import router_metrics
+from raybio.models.pretrained import inference_files
+from raybio.train.checkpoint import Checkpointer
+from raybio.train.engine import build_engine
+from raybio.train.evaluation import Evaluator, autocast
+from raybio.train.guard import NonFiniteGuard
 from raybio.train.metrics import StepMeter
+from raybio.train.reporting import MetricLogger, RayTrainReporter, Reporter
+from raybio.train.state import TrainState, rng_state, set_rng_state
+from raybio.train.targets import Targets
 
-VAL_SEED = 1234  # validation masks are identical at every evaluation and in every trial
 
+class Trainer:
+    """One worker's training run over a train shard and a val shard (Ray Data iterators or datasets)."""
 
-class Objective:
-    """Turns a (B, L) token batch into model inputs and labels for MLM or NTP."""
-
-    def __init__(self, exp: ExperimentConfig, tokenizer_spec: dict):
-        from raybio.data.tokenizers import MASK_ID, SPECIAL_TOKENS
-
-        self.kind = exp.model.objective
-        self.mask_prob = exp.data.mask_prob
-        self.vocab_size = tokenizer_spec["vocab_size"]
-        # Ids below n_special (specials, modality tokens) are never masked; older manifests lack the keys.
-        self.n_special = tokenizer_spec.get("n_special", len(SPECIAL_TOKENS))
-        self.mask_id = tokenizer_spec.get("mask_id", MASK_ID)
-
-    def __call__(self, tokens_BL: torch.Tensor, gen: torch.Generator, mask_only: bool = False):
-        if self.kind == "ntp":
-            return ntp_targets(tokens_BL)
-        return mlm_mask(
-            tokens_BL, gen, self.mask_id, self.n_special, self.vocab_size, self.mask_prob, mask_only=mask_only
+    def __init__(self, exp: ExperimentConfig, manifest: Manifest, tokenizer_json: bytes, train_shard, val_shard,
+                 reporter: Reporter, device: torch.device, rank: int = 0, world: int = 1):  # fmt: skip
+        t0 = time.perf_counter()
+        self.exp, self.tcfg, self.device, self.rank, self.world = exp, exp.train, device, rank, world
+        self.train_shard, self.reporter = train_shard, reporter
+        torch.manual_seed(self.tcfg.seed)  # same init on every worker, DDP keeps them equal
+        vocab = manifest.tokenizer.vocab_size
+        model = BioLM(exp.model, vocab)
+        flops = flops_per_token(exp.model, manifest.seq_len - (exp.model.objective == "ntp"), vocab)
+        self.engine = build_engine(model, exp, device)
+        self.targets = Targets(exp.model.objective, exp.data.mask_prob, manifest.tokenizer)
+        self.gen = torch.Generator().manual_seed(self.tcfg.seed * 1000 + rank)
+        self.meter = StepMeter(device, flops.train)
+        self.guard = NonFiniteGuard(self.tcfg.on_nonfinite, self.tcfg.max_nonfinite_steps)
+        self.evaluator = Evaluator(val_shard, self.targets, batch_size=self.tcfg.batch_size,
+                                   batches=self.tcfg.eval_batches, every=self.tcfg.eval_every,
+                                   precision=self.tcfg.precision, device=device, rank=rank, world=world)  # fmt: skip
+        tokenizer = tokenizer_from_json(tokenizer_json.decode())
+        self.checkpointer = Checkpointer(
+            self.tcfg.checkpoint_every, reporter, inference_files(exp.model_dump(), tokenizer)
         )
+        static = {**param_counts(model), "flops_per_token_fwd": flops.forward, "flops_per_token_train": flops.train,
+                  "unigram_entropy_nats": manifest.unigram_entropy_nats, "world_size": world}  # fmt: skip
+        self.state, static["resumed_from_step"] = self._restore_or_start(), 0
+        if self.state.step:
+            static |= {"resumed_from_step": self.state.step, "restore_time_s": time.perf_counter() - t0}
+        self.logger = MetricLogger(self.tcfg.log_every, static)
 
+    def _restore_or_start(self) -> TrainState:
+        restored = self.checkpointer.restore(self.engine, self.rank, self.world)
+        if restored is None:
+            self.evaluator.run(self.engine.model, step=0)
+            initial = {f"init_{k}": v for k, v in self.evaluator.latest.items() if k != "val_step"}
+            return TrainState(world_size=self.world, metrics={"initial": initial})
+        state, rank_state = restored
+        set_rng_state(rank_state["rng"], self.gen)
+        self.meter.cum_tokens = rank_state["tokens_seen"]
+        self.evaluator.latest = state.metrics["latest_val"]
+        return state
 
-def autocast(device: torch.device, precision: str):
-    if uses_bf16(precision, device):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    def train(self) -> TrainState:
+        state, tcfg = self.state, self.tcfg
+        self.meter.reset()  # throughput windows start now, not before the initial evaluation or the restore
+        while state.step < tcfg.max_steps:
+            t_ready = time.perf_counter()
+            for batch in self._epoch_batches(state):
+                t_batch = time.perf_counter()
+                loss, aux, grad_norm = self.train_step(batch["tokens"], state.step + 1)
+                t_done = time.perf_counter()
+                self.meter.add(batch["tokens"].numel(), t_done - t_batch, t_batch - t_ready)
+                state.advance()
+                final = state.step >= tcfg.max_steps
+                if self.logger.should_log(state.step, final):
+                    self._report(state, final, loss, aux, grad_norm)
+                t_ready = time.perf_counter()
+                if final:
+                    return state
+            state.next_epoch()  # the epoch ran out before max_steps
+        return state
 
+    def _epoch_batches(self, state: TrainState):
+        # Full batches only (every step trains on the same number of tokens); the local shuffle is
+        # seeded per epoch, so a resumed run replays the same order.
+        batches = iter(iter_batches(self.train_shard, self.tcfg.batch_size, drop_last=True,
+                                    shuffle_buffer=self.exp.data.shuffle_buffer, seed=self.tcfg.seed + state.epoch))  # fmt: skip
+        # Mid-epoch resume: the split streams in a fixed order (preserve_order ingest), so dropping the
+        # batches trained on before the checkpoint lands every rank on its next batch.
+        collections.deque(itertools.islice(batches, state.batch_in_epoch), maxlen=0)
+        return batches
 
-@torch.no_grad()
-def evaluate(model, val_iter, objective: Objective, exp: ExperimentConfig, device) -> dict[str, float]:
-    """Validation loss on this worker's share of the val split, averaged over all workers.
+    def train_step(self, tokens_BL: torch.Tensor, step: int) -> tuple[float, float, float]:
+        """One optimizer step, unless the loss or gradient norm is not finite (then the step is skipped)."""
+        inputs, labels = self.targets(tokens_BL, self.gen)
+        with autocast(self.device, self.tcfg.precision):
+            out = self.engine.model(inputs.to(self.device), labels.to(self.device))
+        loss = self._all_ranks_max(out.lm_loss.detach())  # .item() syncs, so step times are real
+        grad_norm = None
+        if math.isfinite(loss):
+            self.engine.backward(out.loss)
+            grad_norm = self.engine.step()  # leaves the weights alone if the norm is not finite
+        else:
+            self.engine.skip()
+        if not self.guard.check(step, loss, grad_norm):
+            self.state.nonfinite_steps += 1
+        return loss, float(out.aux_loss), float("nan") if grad_norm is None else grad_norm
 
-    Reports the standard 80/10/10 masked loss and, for MLM, the loss with every picked
-    token replaced by <mask> (no copying from the input possible).
-    """
-    model.eval()
-    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
-    sums = torch.zeros(4, dtype=torch.float64)  # loss·n, n, mask-only loss·n, n
-    batches = list(itertools.islice(iter_batches(val_iter, exp.train.batch_size), exp.train.eval_batches * world))
-    # Under expert parallelism every forward is collective, so all ranks run equally many batches:
-    # a stride of a multiple of `world` batches, or all of them when there are fewer.
-    strided = len(batches) // world * world
-    for i, batch in enumerate(batches[:strided] if strided else batches):
-        if strided and i % world != rank:
-            continue
-        tokens = batch["tokens"]
-        variants = [False, True] if objective.kind == "mlm" else [False]
-        for j, mask_only in enumerate(variants):
-            gen = torch.Generator().manual_seed(VAL_SEED + i)
-            inputs, labels = objective(tokens, gen, mask_only=mask_only)
-            with autocast(device, exp.train.precision):
-                out = model(inputs.to(device), labels.to(device))
-            n = (labels != -100).sum().item()
-            sums[2 * j] += out.lm_loss.item() * n
-            sums[2 * j + 1] += n
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(sums)
-    model.train()
-    out = {"val_loss": (sums[0] / sums[1].clamp(min=1)).item()}
-    if objective.kind == "mlm":
-        out["val_loss_mask_only"] = (sums[2] / sums[3].clamp(min=1)).item()
-    return out
+    def _all_ranks_max(self, loss: torch.Tensor) -> float:
+        """The loss if it is finite on every rank, else NaN everywhere: every rank skips together."""
+        if self.world == 1:
+            return loss.item()
+        import torch.distributed as dist
 
+        bad = (~torch.isfinite(loss)).float().reshape(1)
+        dist.all_reduce(bad)
+        return float("nan") if bad.item() else loss.item()
 
-def _quiet_report_log() -> None:
-    # Ray Train logs every report's full metrics dict at INFO from each worker; our own
-    # reports are already in Tune's table and TensorBoard.
-    from ray.train.v2._internal.execution import context
-
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    def _report(self, state: TrainState, final: bool, loss: float, aux: float, grad_norm: float) -> None:
+        if self.evaluator.should_evaluate(state.step, final):
+            self.evaluator.run(self.engine.model, state.step)
+        metrics = self.logger.metrics(
+            state.step, loss, aux, grad_norm, self.engine.lr, throughput=self.meter.summary(),
+            initial=state.metrics["initial"], router=router_metrics(self.engine.raw_model),
+            nonfinite={"nonfinite_steps": state.nonfinite_steps},
+            # Every report carries the latest evaluation (val_step says when), so searchers always find it.
+            val=self.evaluator.latest,
+        )  # fmt: skip
+        if self.checkpointer.should_save(state.step, final):
+            state.metrics["latest_val"] = self.evaluator.latest
+            rank_state = {"rng": rng_state(self.gen), "tokens_seen": self.meter.cum_tokens}
+            self.checkpointer.save(metrics, self.engine, state, rank_state, self.rank, self.world)
+        else:
+            self.reporter.report(metrics)
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Entry point of each Ray Train worker. `config` = {"experiment": dict, "manifest": dict,
-    "resume_from": optional `ray.train.Checkpoint` to start from when the run has none of its own}.
+    """Ray Train worker entry point. `config` = {"experiment": dict, "manifest": Manifest,
+    "tokenizer_json": bytes, "resume_from": optional `ray.train.Checkpoint` to start from while the
+    run has none of its own}."""
+    import ray.train
+    import ray.train.torch
 
-    Starts from the run's latest checkpoint when there is one (after a worker or node failure,
-    or a run started again under the same name): weights, optimizer, schedule, RNG states and
-    data position come back, so the loss trajectory continues as if never interrupted.
-    """
-    t_start = time.perf_counter()
-    _quiet_report_log()
-    exp = ExperimentConfig.model_validate(config["experiment"])
-    manifest = config["manifest"]
-    tcfg = exp.train
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(tcfg.seed)  # same init on every worker, DDP keeps them equal
-    device = ray.train.torch.get_device()
-
-    exp.model.vocab_size = manifest["tokenizer"]["vocab_size"]
-    seq_len = manifest["seq_len"] - (1 if exp.model.objective == "ntp" else 0)
-    model = exp.model.build()
-    counts = param_counts(model)
-    flops = flops_per_token(exp.model, seq_len)
-    engine = build_engine(model, exp, device)
-    model, raw_model = engine.model, engine.raw_model
-    objective = Objective(exp, manifest["tokenizer"])
-    gen = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
-
-    train_shard = ray.train.get_dataset_shard("train")
-    val_iter = ray.train.get_dataset_shard("val")
-    static = {
-        **counts,
-        "flops_per_token_fwd": flops.forward,
-        "flops_per_token_train": flops.train,
-        "unigram_entropy_nats": manifest["unigram_entropy_nats"],
-        "world_size": world,
-    }
-    meter = StepMeter(device, flops.train)
-    restored = checkpoint.restore(engine, rank, world, fallback=config.get("resume_from"))
-    if restored:
-        state, rank_state = restored
-        checkpoint.set_rng_state(rank_state["rng"], gen)
-        meter.cum_tokens = rank_state["tokens_seen"]
-        initial, latest_val = state.metrics["initial"], state.metrics["latest_val"]
-        static |= {"resumed_from_step": state.step, "restore_time_s": time.perf_counter() - t_start}
-    else:
-        state = checkpoint.TrainState(world_size=world)
-        latest_val = {**evaluate(model, val_iter, objective, exp, device), "val_step": 0}
-        initial = {f"init_{k}": v for k, v in latest_val.items() if k != "val_step"}
-        static |= {"resumed_from_step": 0}
-
-    step, last_loss = state.step, float("nan")
-    meter.reset()  # throughput windows start now, not before the initial evaluation or the restore
-    while step < tcfg.max_steps:
-        # The local shuffle is seeded per epoch, so a resumed run replays the same order.
-        shuffle = {"shuffle_buffer": exp.data.shuffle_buffer, "seed": tcfg.seed + state.epoch}
-        # Full batches only: every step trains on the same number of tokens.
-        batches = iter(iter_batches(train_shard, tcfg.batch_size, drop_last=True, **shuffle))
-        # Mid-epoch resume: the split streams in a fixed order (DataConfig preserve_order), so
-        # dropping the batches trained on before the checkpoint lands every rank on its next batch.
-        collections.deque(itertools.islice(batches, state.batch_in_epoch), maxlen=0)
-        t_ready = time.perf_counter()
-        for batch in batches:
-            t_batch = time.perf_counter()
-            inputs, labels = objective(batch["tokens"], gen)
-            inputs, labels = inputs.to(device), labels.to(device)
-            with autocast(device, tcfg.precision):
-                out = model(inputs, labels)
-            engine.backward(out.loss)
-            engine.step()
-            update_expert_bias(raw_model)  # aux-free routers: one bias step per optimizer step
-            last_loss = out.lm_loss.item()  # .item() syncs, so the step time below is real
-            t_done = time.perf_counter()
-            meter.add(inputs.numel(), t_done - t_batch, t_batch - t_ready)
-            step += 1
-            state.step, state.batch_in_epoch = step, state.batch_in_epoch + 1
-            final = step >= tcfg.max_steps
-            if step % tcfg.log_every == 0 or final:
-                metrics = {
-                    "step": step,
-                    "loss": last_loss,
-                    "aux_loss": out.aux_loss.item(),
-                    "lr": engine.lr,
-                    **meter.summary(),
-                    **static,
-                    **initial,
-                }
-                metrics.update(router_metrics(raw_model))
-                if final or (tcfg.eval_every and step % tcfg.eval_every == 0):
-                    latest_val = {**evaluate(model, val_iter, objective, exp, device), "val_step": step}
-                # Every report carries the latest evaluation (val_step says when it was taken),
-                # so searchers and schedulers always find their metric.
-                metrics.update(latest_val)
-                if final or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0):
-                    state.metrics = {"initial": initial, "latest_val": latest_val}
-                    rank_state = {"rng": checkpoint.rng_state(gen), "tokens_seen": meter.cum_tokens}
-                    export = {"config.json": {"experiment": exp.model_dump(), "tokenizer": manifest["tokenizer"]}}
-                    checkpoint.report(metrics, engine, state, rank_state, rank, world, export)
-                else:
-                    ray.train.report(metrics)
-            t_ready = time.perf_counter()
-            if final:
-                break
-        else:  # the epoch ran out before max_steps
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    trainer = Trainer(
+        ExperimentConfig.model_validate(config["experiment"]),
+        config["manifest"],
+        config["tokenizer_json"],
+        ray.train.get_dataset_shard("train"),
+        ray.train.get_dataset_shard("val"),
+        RayTrainReporter(fallback=config.get("resume_from")),
+        ray.train.torch.get_device(),
+        ctx.get_world_rank(),
+        ctx.get_world_size(),
+    )
+    trainer.train()

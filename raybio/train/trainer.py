@@ -8,13 +8,14 @@ from ray.train.torch import TorchTrainer
 from raybio.config import ExperimentConfig
 from raybio.data import storage
 from raybio.data.loader import read_split
+from raybio.data.manifest import Manifest
 from raybio.train.loop import train_loop_per_worker
 
 
 def build_trainer(
     exp: ExperimentConfig,
     shards_uri: str,
-    manifest: dict,
+    manifest: Manifest,
     storage_path: str,
     name: str,
     callbacks: list | None = None,
@@ -36,6 +37,8 @@ def build_trainer(
         train_loop_config={
             "experiment": exp.model_dump(),
             "manifest": manifest,
+            # The tokenizer travels with every checkpoint (a trained BPE cannot be rebuilt from its config).
+            "tokenizer_json": storage.read_bytes(storage.join(shards_uri, manifest.tokenizer.file), exp.data.s3),
             # Used only while the run has no checkpoint of its own (Train V2 has no resume_from_checkpoint).
             "resume_from": _checkpoint(resume_from, exp) if resume_from else None,
         },

@@ -11,6 +11,8 @@ Channels are split evenly over F filters: channel d uses filter d // (D // F).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -83,3 +85,13 @@ def fftconv(u_BDL: torch.Tensor, kernel_FN: torch.Tensor) -> torch.Tensor:
     if n != 2 * L:
         raise ValueError(f"kernel has {n} taps, expected 2L = {2 * L} for sequence length {L}")
     return _FFTConv.apply(u_BDL.float().contiguous(), kernel_FN.float())
+
+
+def fftconv_flops_per_token(channels: int, seq_len: int) -> float:
+    """FFT long convolution per token: per channel and sequence, two forward rFFTs and one inverse
+    of n = 2L points at 2.5·n·log2(n) real FLOPs each, plus the complex spectral product (6 FLOPs
+    per bin). The filter's rFFT is really shared by the batch (and cached at inference), so this
+    is the training-time upper bound."""
+    n = 2 * seq_len
+    per_channel = 3 * 2.5 * n * math.log2(n) + 6 * (n // 2 + 1)
+    return channels * per_channel / seq_len

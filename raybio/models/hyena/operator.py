@@ -11,15 +11,19 @@ two-sided for MLM (see fftconv.py); the short conv is causal in both modes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from raybio.config import HyenaConfig
 from raybio.models.hyena.fftconv import fftconv, fftconv_spectrum
 from raybio.models.hyena.filters import ImplicitFilter, LongFilter, ModalFilter
 from raybio.models.hyena.shortconv import short_conv
+
+if TYPE_CHECKING:
+    from raybio.models.config import HyenaConfig
 
 
 def make_filter(cfg: HyenaConfig, num_filters: int, max_len: int, bidirectional: bool) -> LongFilter:
@@ -90,13 +94,22 @@ class HyenaLite(nn.Module):
             return fftconv(u_BDL, self.filter.kernel(L))
         return fftconv_spectrum(u_BDL, self.filter.spectrum(L))
 
-    def forward(self, x_BLD: torch.Tensor, rotary: object = None) -> torch.Tensor:
-        """Mix a whole sequence. `rotary` is accepted for the block interface and unused."""
+    def forward(
+        self, x_BLD: torch.Tensor, rotary: object = None, pad_mask_BL: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mix a whole sequence. `rotary` is accepted for the block interface and unused.
+
+        Padding: the causal short conv carries real values into the first padding positions, and a
+        bidirectional long convolution would carry them back; zeroing the long convolution's input
+        there makes padding contribute nothing to the real positions (the long conv is linear in it).
+        """
         x2_BDL, u_BDL = self._split(short_conv(self._project_in(x_BLD), self.short_conv_CK))
+        if pad_mask_BL is not None:
+            u_BDL = u_BDL.masked_fill(pad_mask_BL[:, None, :], 0.0)
         return self._output(x2_BDL, u_BDL, self.long_conv(u_BDL))
 
-    def init_state(self, batch: int, device: torch.device) -> HyenaState:
-        """An empty stream (all-zero history)."""
+    def init_state(self, batch: int, device: torch.device, dtype: object = None, window: object = None) -> HyenaState:
+        """An empty stream (all-zero history); `dtype` and `window` belong to the attention interface."""
         if not isinstance(self.filter, ModalFilter) or not self.causal:
             raise ValueError(
                 "streaming inference needs hyena.filter='modal' and objective='ntp' (a causal modal filter); "
@@ -110,7 +123,7 @@ class HyenaLite(nn.Module):
             ),
         )
 
-    def forward_chunk(self, x_BCD: torch.Tensor, state: HyenaState) -> tuple[torch.Tensor, HyenaState]:
+    def forward_chunk(self, x_BCD: torch.Tensor, state: HyenaState, rope: object = None) -> tuple[torch.Tensor, HyenaState]:
         """Mix the next chunk of a stream (any length >= 1); equals `forward` on the concatenated stream."""
         C = x_BCD.shape[1]
         z_BCL = torch.cat([state.fir_BCK.to(x_BCD.dtype), self._project_in(x_BCD)], dim=-1)

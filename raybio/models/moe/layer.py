@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from raybio.config import MoEConfig
 from raybio.models.layers import SwiGLU
 from raybio.models.moe import backends
 from raybio.models.moe.dispatch import TokenExchange, combine, plan_dispatch
 from raybio.models.moe.experts import ExpertShard, RoutedExperts
 from raybio.models.moe.router import build_router
 from raybio.models.moe.stats import RouterStats
+
+if TYPE_CHECKING:
+    from raybio.models.config import MoEConfig
 
 
 class MoE(nn.Module):
@@ -75,3 +79,8 @@ class MoE(nn.Module):
         if self.training:
             self.stats.update(routing, d)
         return y_TD.view(B, L, D)
+
+
+def moe_layers(model: nn.Module) -> list[MoE]:
+    """Every MoE layer of `model`, in module order (the `router/layer{i}` numbering)."""
+    return [m for m in model.modules() if isinstance(m, MoE)]

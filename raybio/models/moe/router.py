@@ -18,14 +18,17 @@ ties often and the aux losses are sums of many small terms.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from raybio.config import MoEConfig
+if TYPE_CHECKING:
+    from raybio.models.config import MoEConfig
+
 
 
 class Routing(NamedTuple):
@@ -108,22 +111,6 @@ class AuxFreeRouter(SigmoidRouter):
             self.pending_load_E = load_E if self.pending_load_E is None else self.pending_load_E + load_E
         return experts_TK
 
-    @torch.no_grad()
-    def update_bias(self, group: dist.ProcessGroup | None = None) -> None:
-        """b_e += rate · sign(mean load − load_e) over all loads seen since the last call.
-
-        Collective when torch.distributed is initialised: every rank must call it (after
-        each optimizer step), so the bias stays identical everywhere.
-        """
-        load_E = self.pending_load_E
-        if load_E is None:
-            load_E = self.expert_bias_E.new_zeros(self.cfg.num_experts)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(load_E, group=group)
-        if load_E.sum() > 0:
-            self.expert_bias_E += self.cfg.bias_update_rate * torch.sign(load_E.mean() - load_E)
-        self.pending_load_E = None
-
 
 ROUTERS = {"softmax": SoftmaxRouter, "sigmoid": SigmoidRouter, "aux_free": AuxFreeRouter}
 
@@ -131,10 +118,3 @@ ROUTERS = {"softmax": SoftmaxRouter, "sigmoid": SigmoidRouter, "aux_free": AuxFr
 def build_router(d_model: int, cfg: MoEConfig) -> Router:
     """The router `cfg.router` names."""
     return ROUTERS[cfg.router](d_model, cfg)
-
-
-def update_expert_bias(model: nn.Module) -> None:
-    """Aux-loss-free bias step for every `aux_free` router in `model`; call after `opt.step()`."""
-    for m in model.modules():
-        if isinstance(m, AuxFreeRouter):
-            m.update_bias()
