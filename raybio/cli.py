@@ -8,27 +8,26 @@ import sys
 from pathlib import Path
 
 from raybio.config import PRESETS, ConfigError, load_config
+from raybio.data import storage
 from raybio.data.validate import InputError
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from raybio.data.prepare import default_shards_uri, overrides_from_args, prepare
-    from raybio.tune.runner import storage_root
+    from raybio.data.prepare import default_shards_uri, prepare
 
-    exp = load_config(args.preset, args.config, [*overrides_from_args(args), *args.set])
-    uri = args.out or default_shards_uri(storage_root(args.storage), exp.data)
+    exp = load_config(args.preset, args.config, [*_prepare_overrides(args), *args.set])
+    uri = args.out or default_shards_uri(storage.absolute(args.storage), exp.data)
     manifest = prepare(exp.data, uri)
-    print(f"corpus {manifest['corpus_id']}: {manifest['splits']['train']['tokens']:,} train tokens at {uri}")
+    print(f"corpus {manifest.corpus_id}: {manifest.splits['train'].tokens:,} train tokens at {uri}")
 
 
 def _train(args: argparse.Namespace) -> None:
     from raybio.cluster import init_ray
     from raybio.data.prepare import default_shards_uri, prepare
     from raybio.train.trainer import build_trainer
-    from raybio.tune.runner import storage_root
 
     exp = load_config(args.preset, args.config, args.set)
-    root = storage_root(args.storage)
+    root = storage.absolute(args.storage)
     init_ray()
     shards_uri = default_shards_uri(root, exp.data)
     manifest = prepare(exp.data, shards_uri)
@@ -71,10 +70,41 @@ def _embed(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from raybio.analysis.report import build_report
-    from raybio.tune.runner import storage_root
 
-    out = build_report(storage_root(args.sweep_dir))
+    out = build_report(storage.absolute(args.sweep_dir))
     print(f"report: {out['html']}\nmarkdown: {out['markdown']}")
+
+
+def _add_prepare_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of `raybio prepare` (the config flags --preset/--config/--set come from the CLI)."""
+    g = parser.add_argument_group("corpus")
+    g.add_argument("--data", nargs="+", metavar="URI", help="sources: paths, globs, s3:// URIs, bundled:<name>")
+    g.add_argument("--tokenizer", choices=["kmer", "nucleotide", "protein", "bpe", "multiomic"])
+    g.add_argument("--k", type=int, help="k-mer size (kmer, multiomic)")
+    g.add_argument("--seq-len", type=int, help="tokens per window")
+    g.add_argument("--min-length", type=int, help="reject records shorter than this (residues)")
+    g.add_argument("--iupac-to-n", action="store_true", help="map IUPAC ambiguity codes to N (DNA) / X (protein)")
+    g.add_argument("--skip-invalid", action="store_true", help="drop (and count) records with invalid characters")
+    g.add_argument("--reverse-complement", action="store_true", help="add reverse-complement DNA train blocks")
+
+
+def _prepare_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides for the flags `_add_prepare_args` defines."""
+    out = []
+    if args.data:
+        out.append(f"data.sources={list(args.data)!r}")
+    for flag, key in (("tokenizer", "tokenizer.kind"), ("k", "tokenizer.k"), ("seq_len", "seq_len")):
+        if getattr(args, flag) is not None:
+            out.append(f"data.{key}={getattr(args, flag)}")
+    if args.min_length is not None:
+        out.append(f"data.min_length={args.min_length}")
+    if args.iupac_to_n:
+        out.append("data.iupac_to_n=true")
+    if args.skip_invalid:
+        out.append("data.on_invalid=skip")
+    if args.reverse_complement:
+        out.append("data.reverse_complement=true")
+    return out
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -85,14 +115,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from raybio.data.prepare import add_arguments as add_prepare_arguments
-
     parser = argparse.ArgumentParser(prog="raybio", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="tokenize a corpus into parquet shards + manifest.json")
     _add_config_args(p)
     p.add_argument("--out", help="output URI (default <storage>/corpus/<hash>)")
-    add_prepare_arguments(p)
+    _add_prepare_args(p)
     p.set_defaults(fn=_prepare)
     p = sub.add_parser("train", help="train one model on Ray Train (no sweep)")
     _add_config_args(p)
@@ -109,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks-dir", default="benchmarks")
     p.set_defaults(fn=_bench)
     p = sub.add_parser("embed", help="embed long FASTA records with a trained checkpoint (streaming for causal models)")
-    p.add_argument("checkpoint", help="checkpoint directory (model.pt + config.json)")
+    p.add_argument("checkpoint", help="checkpoint directory (model.pt, config.json, tokenizer.json)")
     p.add_argument("fasta", help="FASTA / FASTA.gz path or URI")
     p.add_argument("--out", required=True, help="output file for the embeddings")
     p.add_argument("--chunk-tokens", type=int, default=1024, help="tokens per streamed chunk (default 1024)")

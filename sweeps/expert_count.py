@@ -10,7 +10,7 @@ token budget. With no arguments: local Ray, the bundled E. coli genome, CPU, `ti
 
 from __future__ import annotations
 
-from raybio.tune.study import Study, run_study
+from raybio.study import Study, run_study
 
 
 def add_args(g) -> None:

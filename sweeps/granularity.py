@@ -9,7 +9,7 @@ of expert combinations grows. Equal tokens per trial.
 
 from __future__ import annotations
 
-from raybio.tune.study import Study, run_study
+from raybio.study import Study, run_study
 
 
 def add_args(g) -> None:

@@ -11,8 +11,8 @@ equal tokens per trial.
 
 from __future__ import annotations
 
+from raybio.study import Study, run_study
 from raybio.tune.space import VARIANTS
-from raybio.tune.study import Study, run_study
 
 
 def add_args(g) -> None:

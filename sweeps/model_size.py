@@ -8,7 +8,7 @@ minimises training FLOPs) at equal tokens per trial; the report draws the Pareto
 
 from __future__ import annotations
 
-from raybio.tune.study import Study, run_study
+from raybio.study import Study, run_study
 
 
 def add_args(g) -> None:

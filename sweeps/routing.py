@@ -11,8 +11,8 @@ load, coefficient of variation and dead experts per layer, and the router anatom
 
 from __future__ import annotations
 
+from raybio.study import Study, run_study
 from raybio.tune.space import ROUTERS
-from raybio.tune.study import Study, run_study
 
 
 def add_args(g) -> None:

@@ -9,8 +9,8 @@ context; HyenaLite's FFT convolution grows only logarithmically.
 
 from __future__ import annotations
 
+from raybio.study import Study, run_study
 from raybio.tune.space import VARIANTS
-from raybio.tune.study import Study, run_study
 
 
 def add_args(g) -> None:

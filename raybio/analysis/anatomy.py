@@ -1,13 +1,12 @@
 """Router anatomy of a finished sweep: routing per tag at init and after training, per trial.
 
 Inputs are the corpus windows tagged by modality (when the corpus has several) or else by
-source record (e.g. E. coli vs phage lambda). The untrained model is rebuilt from the
+source record (e.g. E. coli vs phage lambda). The sweep hands over each trial's experiment
+and final checkpoint (`raybio.tune.runner.TrialRun`); the untrained model is rebuilt from the
 training seed, so "init" is the exact starting point of the trained checkpoint.
 """
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pandas as pd
@@ -15,18 +14,23 @@ import pyarrow.parquet as pq
 import torch
 
 from raybio.analysis.routing import RouterRecorder, js_by_layer
-from raybio.config import ExperimentConfig
 from raybio.data import storage
-from raybio.data.prepare import default_shards_uri, load_manifest, split_paths
+from raybio.data.manifest import Manifest, load_manifest
+from raybio.models.blocks import has_experts
+from raybio.models.model import BioLM
+from raybio.models.pretrained import load_pretrained
+from raybio.tune.runner import TrialRun
 
 WINDOWS_PER_TAG = 32
 
 
-def tagged_windows(shards_uri: str, manifest: dict, per_tag: int = WINDOWS_PER_TAG) -> tuple[torch.Tensor, list[str]]:
+def tagged_windows(
+    shards_uri: str, manifest: Manifest, per_tag: int = WINDOWS_PER_TAG
+) -> tuple[torch.Tensor, list[str]]:
     """Up to `per_tag` windows for each tag, from validation then training shards."""
     frames = []
     for split in ("val", "train"):
-        for uri in split_paths(shards_uri, manifest, split):
+        for uri in manifest.split_uris(shards_uri, split):
             fs, path = storage.filesystem(uri)
             with fs.open_input_file(path) as f:
                 frames.append(pq.read_table(f).to_pandas())
@@ -56,43 +60,27 @@ def trial_anatomy(model: torch.nn.Module, tokens: torch.Tensor, tags: list[str],
     }
 
 
-def _load_trained(exp: ExperimentConfig, checkpoint_uri: str) -> torch.nn.Module:
-    model = exp.model.build()
-    fs, path = storage.filesystem(checkpoint_uri)
-    with fs.open_input_file(f"{path}/model.pt") as f:
-        model.load_state_dict(torch.load(io.BytesIO(f.read()), map_location="cpu"))
-    return model
-
-
-def sweep_anatomy(
-    df: pd.DataFrame, axes: list[str], base: ExperimentConfig, root: str, sweep_uri: str, tb_dir: str
-) -> dict:
+def sweep_anatomy(trials: list[TrialRun], sweep_uri: str, tb_dir: str) -> dict:
     """Anatomy of every finished MoE trial; writes anatomy.json, TensorBoard heatmaps and scalars."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from raybio.tune.callbacks import trial_label
-    from raybio.tune.space import trial_experiment
-
     out = {}
-    for _, row in df[(df["status"] == "OK") & df["config.model.pattern"].str.contains("A")].iterrows():
-        params = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in axes}
-        exp = trial_experiment(base, params)
-        shards_uri = default_shards_uri(root, exp.data)
-        manifest = load_manifest(shards_uri)
-        exp.model.vocab_size = manifest["tokenizer"]["vocab_size"]
-        vocab = exp.data.tokenizer.build().vocab
-        tokens, tags = tagged_windows(shards_uri, manifest)
-        torch.manual_seed(exp.train.seed)  # the training loop's init
-        init = trial_anatomy(exp.model.build(), tokens, tags, vocab)
-        ckpt = row["checkpoint_path"]
-        ckpt_uri = ckpt if not storage.is_remote(root) else f"{root.split('://')[0]}://{ckpt}"
-        trained = trial_anatomy(_load_trained(exp, ckpt_uri), tokens, tags, vocab)
+    for trial in trials:
+        if not (trial.ok and trial.checkpoint_uri and has_experts(trial.experiment.model.pattern)):
+            continue
+        manifest = load_manifest(trial.shards_uri)
+        trained_model = load_pretrained(trial.checkpoint_uri)
+        tokens, tags = tagged_windows(trial.shards_uri, manifest)
+        vocab = trained_model.tokenizer.vocab
+        torch.manual_seed(trial.experiment.train.seed)  # the training loop's init
+        init = trial_anatomy(BioLM(trial.experiment.model, manifest.tokenizer.vocab_size), tokens, tags, vocab)
+        trained = trial_anatomy(trained_model.model, tokens, tags, vocab)
         trained["init_js_by_layer"] = init["js_by_layer"]
         trained["init_js_mean"] = init["js_mean"]
         trained["js_change"] = trained["js_mean"] - init["js_mean"]
-        trained["params"] = params
-        out[row["trial_id"]] = trained
-        with SummaryWriter(f"{tb_dir}/trials/{trial_label(params, row['trial_id'])}") as w:
+        trained["params"] = trial.params
+        out[trial.trial_id] = trained
+        with SummaryWriter(f"{tb_dir}/trials/{trial.label}") as w:
             for layer, js in trained["js_by_layer"].items():
                 w.add_scalar("anatomy/js_divergence_by_layer", js, int(layer))
                 w.add_scalar("anatomy/init_js_divergence_by_layer", init["js_by_layer"][layer], int(layer))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+import tokenizers as hf_tokenizers
+from tokenizers import Regex, models, pre_tokenizers, trainers
 
 from raybio.data.tokenizers import (
     DNA_BASES,
@@ -39,7 +40,7 @@ class BPETokenizer(Tokenizer):
 
     kind = "bpe"
 
-    def __init__(self, hf: Tokenizer, modality: str, residues_per_token: float):
+    def __init__(self, hf: hf_tokenizers.Tokenizer, modality: str, residues_per_token: float):
         self.hf = hf
         self.modalities = (modality,)
         self._residues_per_token = residues_per_token
@@ -54,7 +55,7 @@ class BPETokenizer(Tokenizer):
     def train(cls, texts: list[str], modality: str, vocab_size: int = 4096) -> BPETokenizer:
         """Train on `texts` (validated sequences of one modality); deterministic for equal input."""
         letters, unknown = _ALPHABET[modality]
-        hf = Tokenizer(models.BPE(unk_token="<unk>"))
+        hf = hf_tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
         hf.pre_tokenizer = _pre_tokenizer(modality)
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
@@ -71,7 +72,7 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def from_dict(cls, obj: dict) -> BPETokenizer:
         spec = obj["spec"]
-        return cls(Tokenizer.from_str(json.dumps(obj["hf"])), spec["modality"], spec["residues_per_token"])
+        return cls(hf_tokenizers.Tokenizer.from_str(json.dumps(obj["hf"])), spec["modality"], spec["residues_per_token"])
 
     def _params(self) -> dict:
         return {"modality": self.modalities[0], "residues_per_token": self._residues_per_token}

@@ -233,3 +233,8 @@ class _OwnedGzip(gzip.GzipFile):
 def local_path(uri: str) -> str:
     """Absolute local path for a local URI (Ray Data wants absolute paths); remote URIs unchanged."""
     return uri if is_remote(uri) else filesystem(uri)[1]
+
+
+def absolute(uri: str) -> str:
+    """Absolute local path, or the URI unchanged: Ray needs absolute storage paths."""
+    return uri if is_remote(uri) else str(Path(uri).expanduser().resolve())

@@ -20,16 +20,14 @@ parameterisation. Attention keeps its 1/sqrt(head_dim) scale: scale width by add
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
     from raybio.models.config import ModelConfig
-
 
 
 def width_mult(cfg: ModelConfig) -> float:

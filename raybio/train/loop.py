@@ -100,8 +100,8 @@ class Trainer:
     def _epoch_batches(self, state: TrainState):
         # Full batches only (every step trains on the same number of tokens); the local shuffle is
         # seeded per epoch, so a resumed run replays the same order.
-        batches = iter(iter_batches(self.train_shard, self.tcfg.batch_size, drop_last=True,
-                                    shuffle_buffer=self.exp.data.shuffle_buffer, seed=self.tcfg.seed + state.epoch))  # fmt: skip
+        shuffle = {"shuffle_buffer": self.exp.data.shuffle_buffer, "seed": self.tcfg.seed + state.epoch}
+        batches = iter(iter_batches(self.train_shard, self.tcfg.batch_size, drop_last=True, **shuffle))
         # Mid-epoch resume: the split streams in a fixed order (preserve_order ingest), so dropping the
         # batches trained on before the checkpoint lands every rank on its next batch.
         collections.deque(itertools.islice(batches, state.batch_in_epoch), maxlen=0)

@@ -14,15 +14,13 @@ import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from raybio.analysis.curves import print_summary, write_sweep_curves
-from raybio.analysis.report import build_report
 from raybio.cluster import init_ray, max_concurrent_trials
 from raybio.config import ExperimentConfig, validate
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
 from raybio.models.flops import flops_per_token
 from raybio.train.trainer import build_trainer
-from raybio.tune.callbacks import TensorBoardCallback
+from raybio.tune.callbacks import TensorBoardCallback, trial_label
 from raybio.tune.export import history_table, results_table, write_hparams, write_table
 from raybio.tune.space import trial_experiment
 
@@ -65,9 +63,8 @@ class SweepSpec:
 
 def steps_for_flop_budget(exp: ExperimentConfig, vocab_size: int, budget: float) -> int:
     """Optimizer steps that spend `budget` training FLOPs with this model and batch."""
-    model = exp.model.model_copy(update={"vocab_size": vocab_size})
     seq = exp.data.seq_len - (1 if exp.model.objective == "ntp" else 0)
-    per_step = flops_per_token(model, seq).train * seq * exp.train.batch_size * exp.train.num_workers
+    per_step = flops_per_token(exp.model, seq, vocab_size).train * seq * exp.train.batch_size * exp.train.num_workers
     return max(1, int(budget // per_step))
 
 
@@ -86,18 +83,13 @@ def run_trial(
     shards_uri = default_shards_uri(storage_root_uri, exp.data)
     manifest = prepare(exp.data, shards_uri, progress=False)
     if flop_budget:
-        exp.train.max_steps = steps_for_flop_budget(exp, manifest["tokenizer"]["vocab_size"], flop_budget)
+        exp.train.max_steps = steps_for_flop_budget(exp, manifest.tokenizer.vocab_size, flop_budget)
         exp.train.eval_every = 0
     trial_id = tune.get_context().get_trial_id()
     trainer = build_trainer(
         exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[TuneReportCallback()]
     )
     trainer.fit()
-
-
-def storage_root(uri: str) -> str:
-    """Absolute local path or URI: Ray needs absolute storage paths."""
-    return uri if storage.is_remote(uri) else str(Path(uri).expanduser().resolve())
 
 
 def _search(spec: SweepSpec):
@@ -128,10 +120,35 @@ def _grace(spec: SweepSpec) -> int:
     return spec.base.train.max_steps // 4 // spec.base.train.log_every * spec.base.train.log_every
 
 
-def run_sweep(spec: SweepSpec) -> pd.DataFrame:
-    """Run the sweep to completion; write results, history, TensorBoard and sweep.json; print a summary."""
+@dataclass
+class TrialRun:
+    """One finished trial as analysis needs it: what it trained (the full experiment) and where it left it."""
+
+    trial_id: str
+    label: str  # its TensorBoard run name, e.g. `experts=4_ab12c`
+    params: dict
+    ok: bool
+    experiment: ExperimentConfig
+    checkpoint_uri: str  # the final checkpoint (local path or s3:// URI); "" if it has none
+    shards_uri: str  # the corpus it trained on
+
+
+@dataclass
+class SweepOutcome:
+    spec: SweepSpec
+    root: str  # absolute storage root
+    sweep_uri: str
+    tb_dir: str  # local TensorBoard directory (published to remote storage by `publish_tensorboard`)
+    results: pd.DataFrame
+    history: pd.DataFrame
+    trials: list[TrialRun]
+    wall_time_s: float
+
+
+def run_sweep(spec: SweepSpec) -> SweepOutcome:
+    """Run the sweep to completion; write results, history, TensorBoard curves and hparams, sweep.json."""
     t0 = time.time()
-    root = storage_root(spec.storage)
+    root = storage.absolute(spec.storage)
     sweep_uri = storage.join(root, spec.name)
     resources = init_ray()
     prepare(spec.base.data, default_shards_uri(root, spec.base.data))
@@ -188,14 +205,10 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
 
     df = results_table(grid, spec.base)
     write_table(df, sweep_uri, "results")
-    write_table(history_table(grid), sweep_uri, "history")
-    write_sweep_curves(df, list(spec.axes), tb_dir)
+    history = history_table(grid)
+    write_table(history, sweep_uri, "history")
     write_hparams(df, list(spec.axes), tb_dir)
-    if any("A" in p for p in df.get("config.model.pattern", [])):
-        from raybio.analysis.anatomy import sweep_anatomy
-
-        sweep_anatomy(df, list(spec.axes), spec.base, root, sweep_uri, tb_dir)
-    _publish_tensorboard(tb_dir, root, spec.name)
+    wall = round(time.time() - t0, 1)
     storage.write_json(
         storage.join(sweep_uri, "sweep.json"),
         {
@@ -212,15 +225,32 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
             "base": spec.base.model_dump(),
             "command": shlex.join(spec.command),
             "ray_version": ray.__version__,
-            "wall_time_s": round(time.time() - t0, 1),
+            "wall_time_s": wall,
         },
     )
-    print_summary(df, list(spec.axes))
-    report = build_report(sweep_uri)
-    print(f"[raybio] results: {sweep_uri}/results.csv; TensorBoard: tensorboard --logdir {sweep_uri}/tensorboard")
-    print(f"[raybio] report: {report['html']}")
-    print(f"[raybio] sweep wall time {time.time() - t0:.0f} s", flush=True)
-    return df
+    return SweepOutcome(spec, root, sweep_uri, tb_dir, df, history, _trial_runs(df, spec, root), wall)
+
+
+def _trial_runs(df: pd.DataFrame, spec: SweepSpec, root: str) -> list[TrialRun]:
+    runs = []
+    for _, row in df.iterrows():
+        params = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in spec.axes}
+        exp = trial_experiment(spec.base, params)
+        ckpt = row["checkpoint_path"]
+        if ckpt and storage.is_remote(root):  # Ray reports bucket paths without the scheme
+            ckpt = f"{root.split('://')[0]}://{ckpt}"
+        runs.append(
+            TrialRun(
+                trial_id=row["trial_id"],
+                label=trial_label(params, row["trial_id"]),
+                params=params,
+                ok=row["status"] == "OK",
+                experiment=exp,
+                checkpoint_uri=ckpt,
+                shards_uri=default_shards_uri(root, exp.data),
+            )
+        )
+    return runs
 
 
 def _local_tensorboard_dir(root: str, name: str) -> str:
@@ -232,7 +262,7 @@ def _local_tensorboard_dir(root: str, name: str) -> str:
     return str(Path(root) / name / "tensorboard")
 
 
-def _publish_tensorboard(tb_dir: str, root: str, name: str) -> None:
+def publish_tensorboard(tb_dir: str, root: str, name: str) -> None:
     """Copy locally written event files to remote storage (no-op for local storage)."""
     if not storage.is_remote(root):
         return

@@ -11,9 +11,8 @@ two-sided for MLM (see fftconv.py); the short conv is causal in both modes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -123,7 +122,9 @@ class HyenaLite(nn.Module):
             ),
         )
 
-    def forward_chunk(self, x_BCD: torch.Tensor, state: HyenaState, rope: object = None) -> tuple[torch.Tensor, HyenaState]:
+    def forward_chunk(
+        self, x_BCD: torch.Tensor, state: HyenaState, rope: object = None
+    ) -> tuple[torch.Tensor, HyenaState]:
         """Mix the next chunk of a stream (any length >= 1); equals `forward` on the concatenated stream."""
         C = x_BCD.shape[1]
         z_BCL = torch.cat([state.fir_BCK.to(x_BCD.dtype), self._project_in(x_BCD)], dim=-1)

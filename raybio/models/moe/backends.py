@@ -115,18 +115,27 @@ def grouped_experts(xs_SD, counts_E, w1_EDH, w3_EDH, w2_EHD) -> torch.Tensor:
 
 
 @functools.cache
-def _megablocks_gmm():
+def _load_megablocks():
+    """MegaBlocks' gmm, or the ImportError explaining why not: a failure is cached like a success,
+    so `backend='auto'` on a GPU without MegaBlocks tries the import once, not every forward."""
     try:
         from megablocks import grouped_gemm_util as gg
     except Exception as err:  # ImportError, or megablocks failing to initialise without CUDA
-        raise ImportError(
+        return ImportError(
             f"moe.backend='megablocks' needs MegaBlocks with CUDA ({type(err).__name__}: {err}); "
             f"install the GPU extra (pip install 'raybio[gpu]', which pins torch 2.7) on a CUDA machine, "
             f"or use moe.backend='torch'"
-        ) from err
+        )
     if gg.ops is None:
-        raise ImportError("MegaBlocks imports but its grouped_gemm kernels are missing; reinstall 'raybio[gpu]'")
+        return ImportError("MegaBlocks imports but its grouped_gemm kernels are missing; reinstall 'raybio[gpu]'")
     return gg.ops.gmm
+
+
+def _megablocks_gmm():
+    loaded = _load_megablocks()
+    if isinstance(loaded, ImportError):
+        raise loaded
+    return loaded
 
 
 def megablocks_experts(xs_SD, counts_E, w1_EDH, w3_EDH, w2_EHD) -> torch.Tensor:

@@ -18,9 +18,7 @@ ties often and the aux losses are sums of many small terms.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +26,6 @@ from torch import nn
 
 if TYPE_CHECKING:
     from raybio.models.config import MoEConfig
-
 
 
 class Routing(NamedTuple):

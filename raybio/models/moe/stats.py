@@ -17,8 +17,6 @@ reduces the window over all workers, turns it into scalars and starts a new wind
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
-from torch import nn
 
 # Window sums kept per layer, in this order.
 _SUMS = ("passes", "tokens", "entropy", "aux_loss", "z_loss", "dropped", "slots")

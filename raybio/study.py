@@ -1,4 +1,5 @@
-"""A study = a question, its axes and defaults; `run_study` turns a script's argv into a finished sweep."""
+"""A study = a question, its axes and defaults; `run_study` turns a script's argv into a finished,
+analysed sweep (tune runs it, analysis reads it). The sweeps/*.py scripts are studies."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from raybio.analysis.sweep import analyse_sweep
 from raybio.config import ConfigError
 from raybio.tune.args import add_common_args, base_experiment
 from raybio.tune.runner import SweepSpec, run_sweep
@@ -59,6 +61,6 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             resume=args.resume,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
         )
-        run_sweep(spec)
+        analyse_sweep(run_sweep(spec))
     except (ConfigError, ValueError) as err:
         sys.exit(f"error: {err}")
