@@ -32,6 +32,7 @@ import torch
 
 from raybio.config import HyenaConfig, ModelConfig
 from raybio.models.flops import flops_per_token
+from raybio.models.model import BioLM
 from raybio.models.presets import PATTERN_PRESETS
 
 D_MODEL, BATCH, HEAD_DIM = 128, 1, 64
@@ -41,7 +42,6 @@ QUICK = {"H": [2048, 8192, 32768], "D": [2048, 8192]}
 
 def block_cfg(kind: str, L: int, **extra) -> ModelConfig:
     return ModelConfig(
-        vocab_size=8,
         d_model=D_MODEL,
         n_heads=D_MODEL // HEAD_DIM,
         n_layers=1,
@@ -134,8 +134,8 @@ def flops_curves(lengths: list[int]) -> dict[str, list[float]]:
     names = ["dense", "pure_hyena", "striped", "fast", "standard", "expressive"]
     curves = {}
     for name in names:
-        cfg = ModelConfig(vocab_size=72, d_model=256, n_heads=4, n_layers=8, pattern=name, max_seq_len=max(lengths))
-        curves[name] = [flops_per_token(cfg, L).forward for L in lengths]
+        cfg = ModelConfig(d_model=256, n_heads=4, n_layers=8, pattern=name, max_seq_len=max(lengths))
+        curves[name] = [flops_per_token(cfg, L, 72).forward for L in lengths]
     return curves
 
 
@@ -166,10 +166,8 @@ def variant_throughput(reps: int) -> dict[str, dict[str, float]]:
     out = {}
     for name in ["fast", "standard", "expressive", "pure_hyena", "striped", "dense", "moe"]:
         torch.manual_seed(0)
-        cfg = ModelConfig(
-            vocab_size=72, d_model=D_MODEL, n_heads=D_MODEL // HEAD_DIM, n_layers=4, pattern=name, max_seq_len=2048
-        )
-        model = cfg.build()
+        cfg = ModelConfig(d_model=D_MODEL, n_heads=D_MODEL // HEAD_DIM, n_layers=4, pattern=name, max_seq_len=2048)
+        model = BioLM(cfg, 72)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x = torch.randint(0, 72, (1, 2048))
         runs = []

@@ -115,13 +115,11 @@ def collated_slices(rows: dict, collate, batch_size: int):
         yield {k: v[i : i + batch_size] for k, v in out.items()}
 
 
-def repeated(manifest: dict, times: int) -> dict:
+def repeated(manifest, times: int):
     """The manifest with its train shard list repeated: one long stream over the same files."""
-    out = json.loads(json.dumps(manifest))
-    train = out["splits"]["train"]
-    train["shards"] = train["shards"] * times
-    train["rows"], train["tokens"] = train["rows"] * times, train["tokens"] * times
-    return out
+    t = manifest.splits["train"]
+    train = t.model_copy(update={"shards": t.shards * times, "rows": t.rows * times, "tokens": t.tokens * times})
+    return manifest.model_copy(update={"splits": {**manifest.splits, "train": train}})
 
 
 def timed(batches) -> tuple[float, float, float, int]:
@@ -148,7 +146,7 @@ def raw_batches(paths: list[str], fs, batch_size: int):
                     yield {k: v[i : i + batch_size] for k, v in out.items()}
 
 
-def worker_shard(shards_uri: str, manifest: dict):
+def worker_shard(shards_uri: str, manifest):
     """What ray.train.get_dataset_shard returns to the one worker: an equal streaming split.
 
     Made once, like Ray Train does; every epoch (`iter_batches` call) re-runs the read.
@@ -168,24 +166,23 @@ def loader_batches(shard, batch_size: int, seed: int):
     yield from iter_batches(shard, batch_size, shuffle_buffer=256, seed=seed)
 
 
-def bench_loader(shards_uri: str, manifest: dict, batch_size: int, rounds: int, times: int) -> dict:
+def bench_loader(shards_uri: str, manifest, batch_size: int, rounds: int, times: int) -> dict:
     from raybio.data import storage
-    from raybio.data.prepare import split_paths
 
     stream = repeated(manifest, times)
     fs, _ = storage.filesystem(shards_uri, whole_files=True)  # read_split's filesystem
     paths = [
         storage.filesystem(p)[1] if not storage.is_remote(p) else p.removeprefix("s3://")
-        for p in split_paths(shards_uri, stream, "train")
+        for p in stream.split_uris(shards_uri, "train")
     ]
     shard = worker_shard(shards_uri, stream)
     timed(loader_batches(shard, batch_size, 0))  # the first epoch starts the reader processes
-    timed(raw_batches(paths[: len(manifest["splits"]["train"]["shards"])], fs, batch_size))
+    timed(raw_batches(paths[: len(manifest.splits["train"].shards)], fs, batch_size))
     raws, loads = [], []
     for r in range(rounds):
         raws.append(timed(raw_batches(paths, fs, batch_size)))
         loads.append(timed(loader_batches(shard, batch_size, r + 1)))
-        assert raws[-1][3] == loads[-1][3] == stream["splits"]["train"]["tokens"], (raws[-1], loads[-1])
+        assert raws[-1][3] == loads[-1][3] == stream.splits["train"].tokens, (raws[-1], loads[-1])
 
     def med(xs, i):
         return statistics.median(x[i] for x in xs)
@@ -197,12 +194,12 @@ def bench_loader(shards_uri: str, manifest: dict, batch_size: int, rounds: int, 
         "steady_ratio": statistics.median(load[1] / raw[1] for raw, load in zip(raws, loads, strict=True)),
         "first_batch_s_raw": med(raws, 2),
         "first_batch_s_loader": med(loads, 2),
-        "tokens_per_stream": stream["splits"]["train"]["tokens"],
+        "tokens_per_stream": stream.splits["train"].tokens,
         "times": times,
     }
 
 
-def bench_data_wait(exp, shards_uri: str, manifest: dict, storage_path: str, steps: int) -> dict:
+def bench_data_wait(exp, shards_uri: str, manifest, storage_path: str, steps: int) -> dict:
     from raybio.train.trainer import build_trainer
 
     window = max(5, steps // 2)
@@ -267,7 +264,7 @@ def run(quick: bool) -> dict:
         t = time.perf_counter()
         manifest = prepare(multi.data, local_uri, progress=False)
         prep_s = time.perf_counter() - t
-        residues = sum(s["residues"] for s in manifest["sources"])
+        residues = sum(s.residues for s in manifest.sources)
         lap("prepare")
         local = bench_loader(local_uri, manifest, batch, rounds, times_local)
         lap("loader_local")
@@ -307,7 +304,7 @@ def run(quick: bool) -> dict:
 def report(r: dict, quick: bool) -> str:
     tok, local, s3, wait, info = r["tok"], r["local"], r["s3"], r["wait"], r["info"]
     p = r["prepare"]
-    train = p["windows"]["splits"]["train"]
+    train = p["windows"].splits["train"]
     lines = [
         f"raybio ingest benchmark{' (--quick)' if quick else ''}",
         f"machine: {info['nproc']} CPU ({info['cpu']}), python {info['python']}, torch {info['torch']}, "
@@ -326,12 +323,12 @@ def report(r: dict, quick: bool) -> str:
         f"  raybio k-mer / HF k-mer = {tok['kmer_bases_per_s_per_core'] / tok['hf_kmer_bases_per_s_per_core']:,.0f}x; "
         f"/ HF BPE = {tok['kmer_bases_per_s_per_core'] / tok['hf_bpe4096_bases_per_s_per_core']:,.1f}x",
         "",
-        f"prepare (Ray Data job) of the multi-omic corpus: {p['residues']:,} residues -> {train['rows']:,} train "
+        f"prepare (Ray Data job) of the multi-omic corpus: {p['residues']:,} residues -> {train.rows:,} train "
         f"windows of {r['seq_len']} tokens; local {p['local_s']:.1f} s, "
         + (f"into S3 {p['s3_s']:.1f} s" if p["s3_s"] is not None else "copied to S3 (--quick)"),
         "",
         f"loader -> training worker iterator, batch {r['batch']} x {r['seq_len']} tokens; stream = the train split "
-        f"({r['prepare']['windows']['splits']['train']['tokens']:,} tokens) repeated (local x{local['times']}, "
+        f"({train.tokens:,} tokens) repeated (local x{local['times']}, "
         f"S3 x{s3['times']}); end to end incl. start-up; median of {r['rounds']} alternating rounds",
         f"  {'source':<7}{'raw tok/s':>14}{'loader tok/s':>15}{'loader/raw':>12}{'steady ratio':>14}"
         f"{'1st batch raw':>15}{'1st batch loader':>18}",

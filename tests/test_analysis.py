@@ -12,6 +12,7 @@ import torch
 from raybio.analysis.report import pareto_front
 from raybio.analysis.routing import RouterRecorder, js_by_layer, js_divergence, mean_pairwise_js
 from raybio.config import load_config
+from raybio.models.model import BioLM
 
 
 def test_js_divergence_matches_a_hand_computed_example():
@@ -27,9 +28,9 @@ def test_js_divergence_matches_a_hand_computed_example():
 
 
 def moe_model(pattern="ADA"):
-    exp = load_config("tiny", overrides=[f"model.pattern={pattern}", "model.n_layers=3", "model.vocab_size=72"])
+    exp = load_config("tiny", overrides=[f"model.pattern={pattern}", "model.n_layers=3"])
     torch.manual_seed(0)
-    return exp.model.build()
+    return BioLM(exp.model, 72)
 
 
 def test_router_recorder_captures_every_moe_layer_and_removes_its_hooks():

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # starts Ray in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

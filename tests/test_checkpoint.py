@@ -1,4 +1,4 @@
-"""Checkpoints in one process: exact resume, manifest verification, and the LR schedules."""
+"""Checkpoints in one process: exact resume, checksum verification, and the LR schedules."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_testlib import VOCAB, train_random_batches
+from helpers import ENGINE_VOCAB as VOCAB
+from helpers import train_random_batches
 
 from raybio.config import load_config
+from raybio.models.model import BioLM
 from raybio.train import checkpoint
 from raybio.train.engine import build_engine
 from raybio.train.schedule import lr_lambda
+from raybio.train.state import TrainState, rng_state, set_rng_state
 
 
 def _exp(**train):
     overrides = {
-        "model": {"d_model": 32, "n_layers": 2, "n_heads": 2, "vocab_size": VOCAB, "pattern": "A", "max_seq_len": 16},
+        "model": {"d_model": 32, "n_layers": 2, "n_heads": 2, "pattern": "A", "max_seq_len": 16},
         "train": {"max_steps": 20, "warmup_steps": 2, "engine": "ddp", **train},
         "data": {"seq_len": 16},
     }
@@ -28,13 +31,13 @@ def _exp(**train):
 
 def _engine(exp):
     torch.manual_seed(0)
-    return build_engine(exp.model.build(), exp, torch.device("cpu"))
+    return build_engine(BioLM(exp.model, VOCAB), exp, torch.device("cpu"))
 
 
 def _save(directory: Path, engine, gen, step: int) -> None:
-    state = checkpoint.TrainState(step=step, epoch=1, batch_in_epoch=3, metrics={"initial": {"init_val_loss": 3.0}})
-    rank_state = {"rng": checkpoint.rng_state(gen), "tokens_seen": 123}
-    checkpoint.write(directory, engine, state, rank_state, rank=0, world=1, export={"config.json": {"k": 1}})
+    state = TrainState(step=step, epoch=1, batch_in_epoch=3, metrics={"initial": {"init_val_loss": 3.0}})
+    rank_state = {"rng": rng_state(gen), "tokens_seen": 123}
+    checkpoint.write(directory, engine, state, rank_state, rank=0, world=1, files={"config.json": b'{"k": 1}'})
 
 
 def test_resume_continues_the_exact_loss_trajectory(tmp_path):
@@ -49,7 +52,7 @@ def test_resume_continues_the_exact_loss_trajectory(tmp_path):
 
     fresh, fresh_gen = _engine(exp), torch.Generator().manual_seed(999)
     state, rank_state = checkpoint.read(tmp_path, fresh, rank=0, world=1)
-    checkpoint.set_rng_state(rank_state["rng"], fresh_gen)
+    set_rng_state(rank_state["rng"], fresh_gen)
     resumed = train_random_batches(fresh, fresh_gen, 6)
 
     assert (state.step, state.epoch, state.batch_in_epoch, rank_state["tokens_seen"]) == (4, 1, 3, 123)
@@ -59,29 +62,30 @@ def test_resume_continues_the_exact_loss_trajectory(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text()) == {"k": 1}
 
 
-def test_manifest_lists_every_file_with_its_hash(tmp_path):
+def test_checksums_list_every_file_with_its_hash(tmp_path):
     engine = _engine(_exp())
     _save(tmp_path, engine, torch.Generator(), step=1)
-    manifest = json.loads((tmp_path / checkpoint.MANIFEST).read_text())
-    on_disk = {p.name for p in tmp_path.iterdir()} - {checkpoint.MANIFEST}
-    assert set(manifest["files"]) == on_disk == {"model.pt", "engine.pt", "rank0.pt", "train_state.json", "config.json"}
-    assert manifest["files"]["model.pt"]["sha256"] == checkpoint.sha256(tmp_path / "model.pt")
+    checksums = json.loads((tmp_path / checkpoint.CHECKSUMS).read_text())
+    on_disk = {p.name for p in tmp_path.iterdir()} - {checkpoint.CHECKSUMS}
+    want = {"model.pt", "engine.pt", "rank0.pt", "train_state.json", "config.json"}
+    assert set(checksums["files"]) == on_disk == want
+    assert checksums["files"]["model.pt"]["sha256"] == checkpoint.sha256(tmp_path / "model.pt")
     assert checkpoint.verify(tmp_path)["step"] == 1
     # The exported weights load into a plain model (inference needs no engine).
-    model = _exp().model.build()
+    model = BioLM(_exp().model, VOCAB)
     model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
 
 
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda d: (d / checkpoint.MANIFEST).unlink(), "incomplete: it has no MANIFEST.json"),
+        (lambda d: (d / checkpoint.CHECKSUMS).unlink(), "incomplete: it has no checksums.json"),
         (lambda d: (d / "engine.pt").unlink(), "incomplete: engine.pt is missing"),
         (lambda d: _flip_byte(d / "model.pt"), "corrupted: model.pt does not match"),
         (lambda d: _truncate(d / "rank0.pt"), "corrupted: rank0.pt does not match"),
-        (lambda d: (d / checkpoint.MANIFEST).write_text('{"files": '), "MANIFEST.json is unreadable"),
+        (lambda d: (d / checkpoint.CHECKSUMS).write_text('{"files": '), "checksums.json is unreadable"),
     ],
-    ids=["no-manifest", "missing-file", "flipped-byte", "truncated", "torn-manifest"],
+    ids=["no-checksums", "missing-file", "flipped-byte", "truncated", "torn-checksums"],
 )
 def test_damaged_checkpoint_is_refused_with_a_clear_error(tmp_path, damage, message):
     engine = _engine(_exp())

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-import torch
+from helpers import write_inference_checkpoint
 
 from raybio.cli import main
 from raybio.config import load_config
 from raybio.data.fasta import read_fasta
-from raybio.data.prepare import resolve_source
+from raybio.data.sources import resolve_source
+from raybio.models.model import BioLM
 
 
 def test_bad_override_exits_with_the_field_named(capsys):
@@ -38,11 +37,7 @@ def test_embed_streams_a_genome_through_a_saved_checkpoint(tmp_path, capsys):
         ],
     )
     tok = exp.data.tokenizer.build()
-    exp.model.vocab_size = tok.vocab_size
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    torch.save(exp.model.build().state_dict(), ckpt / "model.pt")
-    (ckpt / "config.json").write_text(json.dumps({"experiment": exp.model_dump(), "tokenizer": tok.spec}))
+    ckpt = write_inference_checkpoint(tmp_path / "ckpt", exp, BioLM(exp.model, tok.vocab_size), tok)
     out = tmp_path / "emb.npz"
     main(["embed", str(ckpt), resolve_source("bundled:phix"), "--out", str(out), "--chunk-tokens", "256"])
     emb = np.load(out)

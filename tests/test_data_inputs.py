@@ -8,8 +8,9 @@ import pytest
 
 from raybio.config import DataConfig, SourceConfig
 from raybio.data.fasta import FastaError, read_fasta
-from raybio.data.prepare import prepare, summary
+from raybio.data.prepare import prepare
 from raybio.data.sources import expand, iter_records, plan_sources, resolve_source
+from raybio.data.summary import summary
 from raybio.data.validate import REASONS, InputError, Policy, Rejects
 
 
@@ -169,8 +170,8 @@ def test_prepare_summary_lists_every_rejected_count_by_reason(tmp_path, ray_loca
     path.write_text(f">empty\n>dup\n{good}\n>dup\n{good}\n>short\nACG\n>bad\nAC!T{good}\n{oks}")
     cfg = DataConfig(sources=[str(path)], seq_len=16, val_fraction=0.5, min_length=10, on_invalid="skip")
     manifest = prepare(cfg, str(tmp_path / "out"), progress=False)
-    assert manifest["rejected"] == {"empty": 1, "invalid_character": 1, "too_short": 1, "duplicate_id": 1}
-    assert manifest["sources"][0]["records"] == 13  # dup and ok0..ok11
+    assert manifest.rejected == {"empty": 1, "invalid_character": 1, "too_short": 1, "duplicate_id": 1}
+    assert manifest.sources[0].records == 13  # dup and ok0..ok11
     text = summary(manifest, "out")
     for reason in REASONS:
         assert f"    {reason:<18} {1:>8,}   e.g. " in text

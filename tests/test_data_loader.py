@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from raybio.data.loader import IGNORE, ModalityMixer, TokensCollate, iter_batches, mlm_mask, ntp_targets, read_split
-
-pytest_plugins = ["data_corpus"]  # the multiomic_corpus fixture
+from raybio.data.manifest import Count
 
 
 def test_mlm_mask_picks_15_percent_of_content_tokens_80_10_10():
@@ -63,7 +62,7 @@ def as_table(batch: dict[str, np.ndarray]) -> pa.Table:
 
 def test_modality_mixer_reaches_the_weights_deterministically():
     table = as_table(synthetic_batch(9000, 1000))
-    counts = {"dna": {"rows": 9000}, "protein": {"rows": 1000}}
+    counts = {"dna": Count(rows=9000, tokens=9000 * 8), "protein": Count(rows=1000, tokens=1000 * 8)}
     mixer = ModalityMixer({"dna": 0.7, "protein": 0.3}, counts, seed=0)
     out = mixer(table)
     share = Counter(out.column("modality").to_pylist())
@@ -75,7 +74,7 @@ def test_modality_mixer_reaches_the_weights_deterministically():
     other = ModalityMixer({"dna": 0.7, "protein": 0.3}, counts, seed=1)(table)
     assert not other.slice(0, 2000).equals(out.slice(0, 2000))
     with pytest.raises(ValueError, match=r"data.mix weights modalities \['protein'\] that the corpus does not have"):
-        ModalityMixer({"protein": 1.0}, {"dna": {"rows": 10}}, seed=0)
+        ModalityMixer({"protein": 1.0}, {"dna": Count(rows=10, tokens=80)}, seed=0)
 
 
 def test_collate_keeps_the_modality_tag():
@@ -87,12 +86,12 @@ def test_collate_keeps_the_modality_tag():
 
 def test_read_split_mixes_modalities_and_keeps_tags(multiomic_corpus):
     c = multiomic_corpus
-    train_rows = c.manifest["splits"]["train"]["modalities"]
+    train_rows = c.manifest.splits["train"].modalities
     assert train_rows["protein"]["rows"] > 4 * train_rows["dna"]["rows"]  # the raw corpus is mostly protein
     ds = read_split(c.uri, c.manifest, "train", mix={"dna": 0.7, "protein": 0.3}, seed=0)
     assert ds.columns() == ["tokens", "modality"]
     mods = Counter()
-    mod_ids = c.manifest["tokenizer"]["modality_token_ids"]
+    mod_ids = c.manifest.tokenizer.modality_token_ids
     for batch in ds.iter_torch_batches(batch_size=128, collate_fn=TokensCollate()):
         first = batch["tokens"][:, 0]
         for name, idx in (("dna", 0), ("protein", 1)):

@@ -12,17 +12,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from raybio.cli import main as cli_main
 from raybio.config import DataConfig
 from raybio.data import storage
-from raybio.data.prepare import load_manifest, load_tokenizer, main, prepare, split_paths
+from raybio.data.manifest import load_manifest
+from raybio.data.prepare import load_tokenizer, prepare
 from raybio.data.tokenizers import EOS_ID, KmerTokenizer, reverse_complement
 from raybio.data.validate import InputError
 
-pytest_plugins = ["data_corpus"]  # the multiomic_corpus fixture
-
 
 def read_windows(uri: str, manifest: dict, split: str):
-    return pa.concat_tables([pq.read_table(p) for p in split_paths(uri, manifest, split)]).to_pandas()
+    return pa.concat_tables([pq.read_table(p) for p in manifest.split_uris(uri, split)]).to_pandas()
 
 
 def segments(tok, window: np.ndarray) -> list[str]:
@@ -40,35 +40,36 @@ def segments(tok, window: np.ndarray) -> list[str]:
 def test_manifest_lists_checksummed_shards_tokenizer_and_provenance(multiomic_corpus):
     c = multiomic_corpus
     m = c.manifest
-    assert m["complete"] and m["seq_len"] == 64
+    assert m.complete and m.seq_len == 64
     for split in ("train", "val"):
-        s = m["splits"][split]
-        assert s["rows"] == sum(sh["rows"] for sh in s["shards"]) > 0
-        assert s["tokens"] == 64 * s["rows"] == sum(v["tokens"] for v in s["modalities"].values())
-        assert set(s["modalities"]) == {"dna", "protein"}  # even the single genome has val windows
-        for sh in s["shards"]:
-            data = Path(c.uri, sh["path"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == sh["sha256"]
-            table = pq.read_table(Path(c.uri, sh["path"]))
-            assert table.num_rows == sh["rows"] <= c.cfg.rows_per_shard
+        s = m.splits[split]
+        assert s.rows == sum(sh.rows for sh in s.shards) > 0
+        assert s.tokens == 64 * s.rows == sum(v.tokens for v in s.modalities.values())
+        assert set(s.modalities) == {"dna", "protein"}  # even the single genome has val windows
+        for sh in s.shards:
+            data = Path(c.uri, sh.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == sh.sha256
+            table = pq.read_table(Path(c.uri, sh.path))
+            assert table.num_rows == sh.rows <= c.cfg.rows_per_shard
             assert table.schema.field("tokens").type == pa.list_(pa.uint16(), 64)
-    tok_spec = m["tokenizer"]
-    assert tok_spec["kind"] == "multiomic" and tok_spec["dtype"] == "uint16" and tok_spec["n_special"] == 9
-    saved = Path(c.uri, tok_spec["file"]).read_bytes()
-    assert hashlib.sha256(saved).hexdigest() == tok_spec["sha256"]
-    assert load_tokenizer(c.uri, m).spec == {k: v for k, v in tok_spec.items() if k not in ("file", "sha256")}
-    genome, proteins = m["sources"]
-    assert (genome["records"], genome["residues"], genome["modality"]) == (1, len(c.genome), ["dna"])
-    assert (proteins["records"], proteins["modality"]) == (len(c.proteins), ["protein"])
-    faa = proteins["files"][0]
-    assert faa["sha256"] == hashlib.sha256(Path(faa["uri"]).read_bytes()).hexdigest()
+    tok_spec = m.tokenizer
+    assert tok_spec.kind == "multiomic" and tok_spec.dtype == "uint16" and tok_spec.n_special == 9
+    saved = Path(c.uri, tok_spec.file).read_bytes()
+    assert hashlib.sha256(saved).hexdigest() == tok_spec.sha256
+    spec = tok_spec.model_dump(exclude={"file", "sha256"}, exclude_none=True)
+    assert load_tokenizer(c.uri, m).spec == spec
+    genome, proteins = m.sources
+    assert (genome.records, genome.residues, genome.modality) == (1, len(c.genome), ["dna"])
+    assert (proteins.records, proteins.modality) == (len(c.proteins), ["protein"])
+    faa = proteins.files[0]
+    assert faa.sha256 == hashlib.sha256(Path(faa.uri).read_bytes()).hexdigest()
     assert m["rejected"] == {"empty": 0, "invalid_character": 0, "too_short": 0, "duplicate_id": 0}
 
 
 def test_windows_carry_modality_token_and_decode_back_to_the_sources(multiomic_corpus):
     c = multiomic_corpus
     tok = load_tokenizer(c.uri, c.manifest)
-    mod_ids = c.manifest["tokenizer"]["modality_token_ids"]
+    mod_ids = c.manifest.tokenizer.modality_token_ids
     whole_proteins = set(c.proteins.values())
     for split in ("train", "val"):
         df = read_windows(c.uri, c.manifest, split)
@@ -109,7 +110,7 @@ def test_rerun_is_idempotent_and_prepare_is_deterministic(multiomic_corpus, tmp_
     assert not (other / "data-deadbeef").exists()
     for split in ("train", "val"):
         assert [s["sha256"] for s in again["splits"][split]["shards"]] == [
-            s["sha256"] for s in c.manifest["splits"][split]["shards"]
+            s.sha256 for s in c.manifest.splits[split].shards
         ]
     changed = c.cfg.model_copy(update={"seq_len": 32})
     with pytest.raises(InputError, match=r"holds corpus \w+, prepared from a different data config"):
@@ -136,13 +137,13 @@ def test_cli_unpacked_csv_keeps_one_labelled_record_per_window(tmp_path, capsys,
     csv.write_text("sequence,label\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(rows)))
     out = tmp_path / "csv"
     argv = ["--data", str(csv), "--tokenizer", "nucleotide", "--seq-len", "32", "--min-length", "5", "--out", str(out)]
-    main([*argv, "--set", "data.pack=false", "data.val_fraction=0.3"])
+    cli_main(["prepare", *argv, "--set", "data.pack=false", "data.val_fraction=0.3"])
     printed = capsys.readouterr().out
     manifest = load_manifest(str(out))
-    assert "too_short                 8" in printed and f"corpus {manifest['corpus_id']}" in printed
-    assert manifest["rejected"]["too_short"] == 8 and manifest["tokenizer"]["kind"] == "nucleotide"
+    assert "too_short                 8" in printed and f"corpus {manifest.corpus_id}" in printed
+    assert manifest.rejected["too_short"] == 8 and manifest.tokenizer.kind == "nucleotide"
     df = pa.concat_tables(
-        [pq.read_table(p) for split in ("train", "val") for p in split_paths(str(out), manifest, split)]
+        [pq.read_table(p) for split in ("train", "val") for p in manifest.split_uris(str(out), split)]
     ).to_pandas()
     expected = sum(-(-(n + 1) // 32) for n in lengths if n >= 5)  # record + <eos>, padded to whole windows
     assert len(df) == expected
@@ -161,12 +162,12 @@ def test_bpe_corpus_trains_on_train_split_and_saves_tokenizer(tmp_path, ray_loca
     cfg = DataConfig(sources=["bundled:lambda"], tokenizer={"kind": "bpe", "vocab_size": 512}, seq_len=64)
     uri = str(tmp_path / "bpe")
     m = prepare(cfg, uri, progress=False)
-    assert m["tokenizer"]["kind"] == "bpe" and m["tokenizer"]["vocab_size"] == 512
+    assert m.tokenizer.kind == "bpe" and m.tokenizer.vocab_size == 512
     tok = load_tokenizer(uri, m)
-    genome = Path(m["sources"][0]["files"][0]["uri"]).read_text().split("\n", 1)[1].replace("\n", "")
+    genome = Path(m.sources[0].files[0].uri).read_text().split("\n", 1)[1].replace("\n", "")
     for w in read_windows(uri, m, "val")["tokens"]:
         assert all(p in genome for p in segments(tok, w))
-    from data_corpus import write_proteins
+    from conftest import write_proteins
 
     write_proteins(tmp_path / "p.faa.gz", 20)
     with pytest.raises(InputError, match=r"a BPE vocabulary covers one modality"):

@@ -12,6 +12,7 @@ from raybio.config import TokenizerConfig
 from raybio.data.bpe import BPETokenizer
 from raybio.data.fasta import read_fasta
 from raybio.data.sources import resolve_source
+from raybio.data.tokenizer_io import tokenizer_from_json
 from raybio.data.tokenizers import (
     MASK_ID,
     SPECIAL_TOKENS,
@@ -19,7 +20,6 @@ from raybio.data.tokenizers import (
     MultiOmicTokenizer,
     ProteinTokenizer,
     reverse_complement,
-    tokenizer_from_json,
 )
 
 

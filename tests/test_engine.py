@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import sys
 
-import engine_testlib
+import helpers
 import pytest
 import ray.cloudpickle
 import ray.train
 from ray.train.torch import TorchTrainer
+
+from raybio.models.model import BioLM
 
 # (engine, ZeRO stage, moe.ep_size)
 ENGINES = [("ddp", 0, 1), ("deepspeed", 1, 1), ("deepspeed", 2, 1), ("deepspeed", 3, 1), ("deepspeed", 2, 2)]
@@ -38,21 +40,21 @@ def _engines_worker(config: dict) -> None:
 
         def build(exp=exp):
             torch.manual_seed(0)
-            return build_engine(exp.model.build(), exp, torch.device("cpu"))
+            return build_engine(BioLM(exp.model, helpers.ENGINE_VOCAB), exp, torch.device("cpu"))
 
         engine, gen = build(), torch.Generator().manual_seed(100 + rank)  # each rank its own batches
-        losses = engine_testlib.train_random_batches(engine, gen, STEPS)
+        losses = helpers.train_random_batches(engine, gen, STEPS)
         ckpt = Path(config["dir"]) / name
         ckpt.mkdir(exist_ok=True)
         rank_state = {"rng": checkpoint.rng_state(gen)}
         checkpoint.write(ckpt, engine, checkpoint.TrainState(step=STEPS, world_size=world), rank_state, rank, world)
-        continued = engine_testlib.train_random_batches(engine, gen, MORE)
+        continued = helpers.train_random_batches(engine, gen, MORE)
 
         fresh = build()
         _, rank_state = checkpoint.read(ckpt, fresh, rank, world)
         fresh_gen = torch.Generator()
         checkpoint.set_rng_state(rank_state["rng"], fresh_gen)
-        resumed = engine_testlib.train_random_batches(fresh, fresh_gen, MORE)
+        resumed = helpers.train_random_batches(fresh, fresh_gen, MORE)
         weights = engine.full_state_dict()
         out[name] = {
             "losses": losses + continued,
@@ -68,13 +70,12 @@ def _engines_worker(config: dict) -> None:
 @pytest.fixture(scope="module")
 def engine_runs(ray_local, tmp_path_factory):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.cloudpickle.register_pickle_by_value(engine_testlib)  # workers cannot import tests/
+    ray.cloudpickle.register_pickle_by_value(helpers)  # workers cannot import tests/
     out = tmp_path_factory.mktemp("engines")
     overrides = [
         "model.d_model=32",
         "model.n_layers=2",
         "model.n_heads=2",
-        f"model.vocab_size={engine_testlib.VOCAB}",
         "model.pattern=A",
         "model.moe.num_experts=4",
         "model.max_seq_len=16",

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from raybio.config import load_config
+from raybio.models.model import BioLM
 from raybio.train import checkpoint
 from raybio.train.engine import build_engine
 
@@ -28,7 +29,6 @@ def _train(engine_name: str, stage: int, steps: int = 6):
     overrides = [
         "model.d_model=128",
         "model.n_layers=2",
-        "model.vocab_size=64",
         "model.pattern=A",
         "model.max_seq_len=64",
         f"train.engine={engine_name}",
@@ -36,7 +36,7 @@ def _train(engine_name: str, stage: int, steps: int = 6):
     ]
     exp = load_config("tiny", overrides=overrides)
     torch.manual_seed(0)
-    engine = build_engine(exp.model.build(), exp, torch.device("cuda", 0))
+    engine = build_engine(BioLM(exp.model, 64), exp, torch.device("cuda", 0))
     gen = torch.Generator().manual_seed(0)
     losses = []
     for _ in range(steps):

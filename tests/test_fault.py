@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import ray.cloudpickle
 import ray.train
-from s3_fixture import s3_server  # noqa: F401  (pytest fixture)
 
 from raybio.config import deep_merge, validate
 from raybio.train.trainer import build_trainer
@@ -71,7 +70,7 @@ def _fit(exp, corpus, storage: str, name: str, log: Path, **kw):
 
 
 @pytest.fixture(scope="module")
-def killed(ray_local, lambda_corpus, s3_server, tmp_path_factory):  # noqa: F811
+def killed(ray_local, lambda_corpus, s3_server, tmp_path_factory):
     """A DeepSpeed ZeRO-2 run (every rank writes its part of each checkpoint) checkpointing to the
     local S3 server, one of whose workers is SIGKILLed after step KILL_AFTER: (result, records, kill)."""
     tmp = tmp_path_factory.mktemp("killed")
@@ -88,7 +87,7 @@ def _attempts(records: list[dict]) -> tuple[list[dict], list[dict], int]:
     return before, after, max(r["step"] for r in before if r["checkpoint"])
 
 
-def test_killed_worker_resumes_from_its_last_s3_checkpoint(killed, s3_server):  # noqa: F811
+def test_killed_worker_resumes_from_its_last_s3_checkpoint(killed, s3_server):
     result, records, kill = killed
     before, after, last_checkpoint = _attempts(records)
 

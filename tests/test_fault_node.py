@@ -24,6 +24,8 @@ from raybio.data.prepare import prepare
 from raybio.train.trainer import build_trainer
 from raybio.tune.args import SMOKE
 
+pytestmark = pytest.mark.integration  # starts Ray in subprocesses
+
 out = Path(sys.argv[1])
 LOG = out / "reports.jsonl"
 

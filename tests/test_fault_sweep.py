@@ -21,6 +21,8 @@ from raybio.config import load_config
 from raybio.tune.args import SMOKE
 from raybio.tune.runner import SweepSpec, run_sweep
 
+pytestmark = pytest.mark.integration  # starts Ray in subprocesses
+
 # One worker per trial: both trials run at once on this 3-CPU cluster.
 base = load_config("tiny", overrides=SMOKE + ["train.checkpoint_every=5", "model.pattern=D"])
 spec = SweepSpec(name="restart", axes={{"train.max_steps": [{SHORT}, {LONG}]}}, base=base, storage=sys.argv[1],

@@ -5,17 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hyena_testlib import VOCAB, single_thread, small_exp
+from helpers import KMER_VOCAB as VOCAB
+from helpers import small_exp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from raybio.config import ConfigError, HyenaConfig
-from raybio.models.flops import fftconv_flops_per_token, flops_per_token
+from raybio.models.flops import flops_per_token
 from raybio.models.hyena import HyenaLite
+from raybio.models.hyena.fftconv import fftconv_flops_per_token
+from raybio.models.model import BioLM
 from raybio.models.moe import MoE
 from raybio.models.presets import PATTERN_PRESETS, block_counts
 
-one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small(pattern: str, objective: str, *extra: str, n_layers: int = 4):
@@ -25,7 +28,7 @@ def small(pattern: str, objective: str, *extra: str, n_layers: int = 4):
 @pytest.mark.parametrize(("pattern", "filt"), [("pure_hyena", "modal"), ("fast", "modal"), ("striped", "implicit")])
 def test_causal_model_ignores_future_tokens(pattern, filt):
     torch.manual_seed(0)
-    model = small(pattern, "ntp", f"model.hyena.filter={filt}").build().eval()
+    model = BioLM(small(pattern, "ntp", f"model.hyena.filter={filt}"), VOCAB).eval()
     x = torch.randint(7, VOCAB, (2, 48))
     y = x.clone()
     y[:, 30:] = torch.randint(7, VOCAB, (2, 18))
@@ -60,7 +63,7 @@ def test_pattern_presets_build_the_right_blocks(name):
     per_group |= {"striped": (0, 4, 4), "dense": (0, 0, 8), "moe": (8, 0, 0)}
     want = dict(zip("AHD", per_group[name], strict=True))
     assert block_counts(cfg.blocks) == want
-    model = cfg.build()
+    model = BioLM(cfg, VOCAB)
     hyena = sum(isinstance(b.mixer, HyenaLite) for b in model.blocks)
     moe = sum(isinstance(b.ffn, MoE) for b in model.blocks)
     assert (moe, hyena, len(model.blocks) - hyena - moe) == per_group[name]
@@ -82,7 +85,7 @@ def short_conv_flops(cfg) -> int:
 def test_analytic_flops_match_flop_counter_plus_fft(pattern, objective):
     L = 64
     cfg = small(pattern, objective, "model.hyena.filter_groups=2")
-    model = cfg.build().eval()
+    model = BioLM(cfg, VOCAB).eval()
     x = torch.randint(0, VOCAB, (2, L))
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
         model(x)  # warm the filter cache: filter generation is not part of the per-token count
@@ -90,20 +93,21 @@ def test_analytic_flops_match_flop_counter_plus_fft(pattern, objective):
             model(x)
     # FFTs and the short conv (shifted multiply-adds) are analytic only: FlopCounterMode sees neither.
     unseen = cfg.blocks.count("H") * (fftconv_flops_per_token(cfg.d_model, L) + short_conv_flops(cfg))
-    assert flops_per_token(cfg, L).forward - unseen == pytest.approx(counter.get_total_flops() / x.numel(), rel=1e-9)
+    counted = counter.get_total_flops()
+    assert flops_per_token(cfg, L, VOCAB).forward - unseen == pytest.approx(counted / x.numel(), rel=1e-9)
 
 
 def test_implicit_filter_mlp_is_the_only_uncounted_matmul():
     L, order, emb = 64, 16, 5
     cfg = small("H", "ntp", "model.hyena.filter=implicit", f"model.hyena.filter_order={order}")
-    model = cfg.build().eval()
+    model = BioLM(cfg, VOCAB).eval()
     x = torch.randint(0, VOCAB, (1, L))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     mlp_per_layer = 2 * L * (emb * order + 2 * order * order + order * cfg.d_model)
     counted = counter.get_total_flops() - cfg.n_layers * mlp_per_layer
     unseen = cfg.n_layers * (fftconv_flops_per_token(cfg.d_model, L) + short_conv_flops(cfg))
-    assert flops_per_token(cfg, L).forward - unseen == pytest.approx(counted / x.numel(), rel=1e-9)
+    assert flops_per_token(cfg, L, VOCAB).forward - unseen == pytest.approx(counted / x.numel(), rel=1e-9)
 
 
 def test_fft_flops_grow_like_log_length():
@@ -114,7 +118,7 @@ def test_fft_flops_grow_like_log_length():
 @pytest.fixture(scope="module")
 def lambda_tokens() -> torch.Tensor:
     from raybio.data.fasta import read_fasta
-    from raybio.data.prepare import resolve_source
+    from raybio.data.sources import resolve_source
     from raybio.data.tokenizers import KmerTokenizer
 
     (rec,) = read_fasta(resolve_source("bundled:lambda"))
@@ -130,7 +134,7 @@ def test_training_reduces_loss_on_lambda(lambda_tokens, name, objective):
     from raybio.data.tokenizers import SPECIAL_TOKENS
 
     torch.manual_seed(0)
-    model = small(name, objective, "model.d_model=64", "model.n_heads=4").build()
+    model = BioLM(small(name, objective, "model.d_model=64", "model.n_heads=4"), VOCAB)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     held_out = lambda_tokens[-16:]

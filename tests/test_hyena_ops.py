@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hyena_testlib import single_thread
 
 from raybio.config import HyenaConfig
 from raybio.models.hyena import (
@@ -19,7 +18,7 @@ from raybio.models.hyena import (
 )
 from raybio.models.hyena.shortconv import short_conv
 
-one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def direct_conv(u_BDL: np.ndarray, h_CL: np.ndarray, bidirectional: bool) -> np.ndarray:

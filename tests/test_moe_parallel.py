@@ -11,6 +11,8 @@ import ray.cloudpickle
 import ray.train
 from ray.train.torch import TorchTrainer
 
+from raybio.models.model import BioLM
+
 CASES = {
     "softmax_shared": {"router": "softmax", "top_k": 2, "num_shared_experts": 1, "aux_loss_coef": 0.1},
     "aux_free_capacity": {"router": "aux_free", "top_k": 2, "capacity_factor": 0.75, "bias_update_rate": 0.05},
@@ -24,7 +26,7 @@ def _ep_worker(config: dict) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from raybio.config import load_config
-    from raybio.models.moe import router_metrics, update_expert_bias
+    from raybio.models.moe import aux_free_routers, router_metrics, update_expert_biases
     from raybio.train import parallel
 
     rank = dist.get_rank()
@@ -41,7 +43,6 @@ def _ep_worker(config: dict) -> None:
                 "n_layers": 2,
                 "d_model": 32,
                 "n_heads": 2,
-                "vocab_size": 40,
                 "moe": {"num_experts": 4, "z_loss_coef": 0.01, **moe},
             }
         }
@@ -50,7 +51,7 @@ def _ep_worker(config: dict) -> None:
             exp = load_config("tiny", overrides=overrides)
             exp.model.moe.ep_size = ep_size
             torch.manual_seed(0)  # the same full init on both ranks and for both layouts
-            return exp.model.build()
+            return BioLM(exp.model, 40)
 
         ref, sharded = build(1), build(2)
         ep = parallel.setup_expert_parallel(sharded, 2)
@@ -84,7 +85,7 @@ def _ep_worker(config: dict) -> None:
         before = {n: p.detach().clone() for n, p in sharded.named_parameters()}
         for k, opt in opts.items():
             opt.step()
-            update_expert_bias(models[k].module)
+            update_expert_biases(aux_free_routers(models[k].module))
         # The update each layout took, relative to the largest update: both must take the same step.
         ref_update = {n: shard_of(n, ref_params[n]).detach() - before[n] for n in before}
         largest = max(u.abs().max().item() for u in ref_update.values())
@@ -186,9 +187,9 @@ def test_training_loop_trains_expert_parallel_and_saves_full_experts(ray_local, 
     with result.checkpoint.as_directory() as d:
         state = torch.load(f"{d}/model.pt")
     assert state["blocks.0.ffn.experts.w1_EDH"].shape[0] == 4  # whole, not one rank's half
-    single = exp.model.model_copy(update={"vocab_size": manifest["tokenizer"]["vocab_size"]})
+    single = exp.model.model_copy(deep=True)
     single.moe.ep_size = 1
-    single.build().load_state_dict(state)
+    BioLM(single, manifest.tokenizer.vocab_size).load_state_dict(state)
 
 
 def test_experiment_config_rejects_ep_sizes_the_run_cannot_use():

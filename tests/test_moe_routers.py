@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from raybio.config import MoEConfig
-from raybio.models.moe.router import build_router, update_expert_bias
+from raybio.models.moe import aux_free_routers, update_expert_biases
+from raybio.models.moe.router import build_router
 
 D = 12
 
@@ -112,7 +113,7 @@ def test_aux_free_bias_moves_toward_balance_once_per_step():
     router = make_router(num_experts=4, top_k=1, router="aux_free", bias_update_rate=0.01)
     x = torch.randn(64, D)
     load = torch.bincount(router(x).experts_TK.reshape(-1), minlength=4).float()
-    update_expert_bias(router)
+    update_expert_biases(aux_free_routers(router))
     want = 0.01 * torch.sign(load.mean() - load)
     torch.testing.assert_close(router.expert_bias_E, want)
     assert (router.expert_bias_E[load > load.mean()] < 0).all()
@@ -125,15 +126,15 @@ def test_aux_free_bias_update_is_the_same_with_gradient_accumulation():
     for _ in range(3):  # three optimizer steps
         x = torch.randn(40, D)
         whole(x)
-        update_expert_bias(whole)
+        update_expert_biases(aux_free_routers(whole))
         accum(x[:15])
         accum(x[15:])
         assert accum.pending_load_E.sum().item() == 40 * 2  # both micro-batches' slots await the update
-        update_expert_bias(accum)
+        update_expert_biases(aux_free_routers(accum))
         torch.testing.assert_close(accum.expert_bias_E, whole.expert_bias_E)
     # Eval passes do not count toward balance.
     accum.eval()
     accum(torch.randn(40, D))
     before = accum.expert_bias_E.clone()
-    update_expert_bias(accum)
+    update_expert_biases(aux_free_routers(accum))
     torch.testing.assert_close(accum.expert_bias_E, before)

@@ -8,6 +8,7 @@ import torch
 
 from raybio.config import load_config
 from raybio.models import mup
+from raybio.models.model import BioLM
 from raybio.train.engine import build_engine
 
 VOCAB, SEQ, BATCH, STEPS = 32, 32, 16, 60
@@ -21,7 +22,6 @@ def _exp(width: int, lr: float = 1e-3, mup_base: int | None = None, **model):
             "d_model": width,
             "n_heads": width // 8,
             "n_layers": 2,
-            "vocab_size": VOCAB,
             "pattern": "D",
             "objective": "ntp",
             "max_seq_len": SEQ,
@@ -57,7 +57,7 @@ def sweeps():
 
     def final_loss(exp) -> float:
         torch.manual_seed(0)
-        engine = build_engine(exp.model.build(), exp, torch.device("cpu"))
+        engine = build_engine(BioLM(exp.model, VOCAB), exp, torch.device("cpu"))
         for x in train:
             out = engine.model(x[:, :-1], x[:, 1:])
             engine.backward(out.loss)
@@ -96,9 +96,9 @@ def test_learning_rate_tuned_small_transfers_under_mup_not_sp(sweeps):
 
 def test_mup_at_the_base_width_is_the_standard_parameterisation():
     torch.manual_seed(0)
-    sp = _exp(BASE).model.build()
+    sp = BioLM(_exp(BASE).model, VOCAB)
     torch.manual_seed(0)
-    same = _exp(BASE, mup_base=BASE).model.build()
+    same = BioLM(_exp(BASE, mup_base=BASE).model, VOCAB)
     x = torch.randint(0, VOCAB, (2, SEQ))
     assert torch.equal(sp(x).logits, same(x).logits)
     groups = mup.param_groups(same, _exp(BASE, mup_base=BASE).model, lr=1e-3, weight_decay=0.1)
@@ -107,20 +107,20 @@ def test_mup_at_the_base_width_is_the_standard_parameterisation():
 
 def test_mup_scales_hidden_matrices_and_logits_but_not_embeddings():
     cfg = _exp(WIDE, mup_base=BASE).model
-    hidden = mup.hidden_params(cfg.build(), cfg)
+    hidden = mup.hidden_params(BioLM(cfg, VOCAB), cfg)
     assert hidden and all(
         n.startswith("blocks.") and n.endswith(("wqkv.weight", "wo.weight", "w1.weight", "w2.weight", "w3.weight"))
         for n in hidden
     )
     assert "embed.weight" not in hidden
-    groups = {g["name"]: g for g in mup.param_groups(cfg.build(), cfg, lr=1e-3, weight_decay=0.1)}
+    groups = {g["name"]: g for g in mup.param_groups(BioLM(cfg, VOCAB), cfg, lr=1e-3, weight_decay=0.1)}
     assert groups["hidden"]["lr"] == pytest.approx(1e-3 / 4) and groups["hidden"]["weight_decay"] == pytest.approx(0.4)
     assert groups["matrix"]["lr"] == 1e-3  # the (tied) embedding
     # Init: hidden matrices std / sqrt(m); output logits x 1/m against the same weights without the hook.
     torch.manual_seed(0)
-    sp = _exp(WIDE).model.build()
+    sp = BioLM(_exp(WIDE).model, VOCAB)
     torch.manual_seed(0)
-    mp = cfg.build()
+    mp = BioLM(cfg, VOCAB)
     assert mp.blocks[0].mixer.wqkv.weight.std().item() == pytest.approx(sp.blocks[0].mixer.wqkv.weight.std().item() / 2)
     assert torch.equal(mp.embed.weight, sp.embed.weight)
     x_BLD = torch.randn(2, 5, WIDE)

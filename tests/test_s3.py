@@ -19,10 +19,9 @@ import torch
 
 from raybio.config import load_config
 from raybio.data import storage
-from raybio.data.prepare import default_shards_uri, load_manifest, prepare
+from raybio.data.manifest import load_manifest
+from raybio.data.prepare import default_shards_uri, prepare
 from raybio.tune.args import SMOKE
-
-pytest_plugins = ["s3_fixture"]  # the s3_server fixture
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "infra", "s3", "local_s3.py")
 
@@ -67,7 +66,7 @@ def test_sources_read_from_s3_by_glob(ray_local, s3_server, tmp_path):
         storage.write_bytes_atomic(s3_server.uri("src", name), lam.replace(b">NC_001416.1", f">{name}".encode()))
     cfg = DataConfig(sources=[s3_server.uri("src", "*.fa")], seq_len=64)
     manifest = prepare(cfg, str(tmp_path / "from_s3"), progress=False)
-    (source,) = manifest["sources"]
+    (source,) = manifest.sources
     assert [f["uri"].rsplit("/", 1)[1] for f in source["files"]] == ["a.fa", "b.fa"]
     assert source["records"] == 2 and source["residues"] == 2 * 48502
     assert source["files"][0]["sha256"] == hashlib.sha256(lam.replace(b">NC_001416.1", b">a.fa")).hexdigest()
@@ -100,8 +99,8 @@ def test_multiomic_corpus_prepared_into_s3_streams_back_mixed(s3_multiomic):
 
     exp, _, shards, manifest = s3_multiomic
     assert shards.startswith("s3://") and load_manifest(shards) == manifest
-    train = manifest["splits"]["train"]
-    assert set(train["modalities"]) == {"dna", "protein"} and manifest["sources"][1]["records"] == 4143
+    train = manifest.splits["train"]
+    assert set(train["modalities"]) == {"dna", "protein"} and manifest.sources[1].records == 4143
     shard = train["shards"][0]
     assert hashlib.sha256(storage.read_bytes(storage.join(shards, shard["path"]))).hexdigest() == shard["sha256"]
     ds = read_split(shards, manifest, "train", mix=exp.data.mix, seed=0)
@@ -126,7 +125,7 @@ def test_sweep_trains_from_the_s3_corpus_and_keeps_everything_in_s3(s3_multiomic
     df = pd.read_csv(io.BytesIO(storage.read_bytes(storage.join(sweep, "results.csv"))))
     (row,) = df.to_dict("records")
     assert row["status"] == "OK" and row["step"] == 6 and math.isfinite(row["val_loss"])
-    assert row["loss"] < math.log(manifest["tokenizer"]["vocab_size"]) + 1
+    assert row["loss"] < math.log(manifest.tokenizer.vocab_size) + 1
     files = [p for p, _ in storage.list_files(sweep)]
     assert any(p.endswith(".pt") for p in files), "trial checkpoint not in S3"
     events = [p for p in files if p.startswith("tensorboard/") and "tfevents" in p]

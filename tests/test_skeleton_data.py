@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from raybio.data.fasta import FastaError, read_fasta
-from raybio.data.prepare import prepare, resolve_source
+from raybio.data.prepare import prepare
+from raybio.data.sources import resolve_source
 from raybio.data.tokenizers import KmerTokenizer
 
 
@@ -68,10 +69,10 @@ def test_fasta_reads_gzip_and_bundled_genome(tmp_path):
 def test_prepare_writes_shards_and_manifest_and_skips_when_complete(lambda_corpus):
     uri, manifest, exp = lambda_corpus
     tok = KmerTokenizer(3)
-    total = manifest["splits"]["train"]["tokens"] + manifest["splits"]["val"]["tokens"]
+    total = manifest.splits["train"].tokens + manifest.splits["val"].tokens
     expected = len(tok.encode(next(read_fasta(resolve_source("bundled:lambda"))).seq)) // 64 * 64
     assert total == expected
-    assert manifest["splits"]["val"]["rows"] > 0
-    assert 3.5 < manifest["unigram_entropy_nats"] < np.log(64)
+    assert manifest.splits["val"].rows > 0
+    assert 3.5 < manifest.unigram_entropy_nats < np.log(64)
     again = prepare(exp.data, uri, progress=False)
     assert again == json.loads(json.dumps(manifest))

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.integration  # starts Ray in subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from raybio.config import ConfigError, MoEConfig, load_config
 from raybio.models.flops import flops_per_token, param_counts
+from raybio.models.model import BioLM
 from raybio.models.moe import MoE
 
 
@@ -49,24 +50,23 @@ def test_analytic_flops_match_flop_counter(pattern, objective):
         overrides=[
             f"model.pattern={pattern}",
             f"model.objective={objective}",
-            "model.vocab_size=72",
             "model.n_layers=2",
         ],
     )
-    model = exp.model.build()
+    model = BioLM(exp.model, 72)
     x = torch.randint(0, 72, (2, L))
     # The math SDPA backend runs attention as matmuls the counter can see.
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(x)
     measured = counter.get_total_flops() / x.numel()
-    analytic = flops_per_token(exp.model, L)
+    analytic = flops_per_token(exp.model, L, 72)
     assert analytic.forward == pytest.approx(measured, rel=0.02)
     assert analytic.train == 3 * analytic.forward
 
 
 def test_active_params_count_only_routed_experts():
-    exp = load_config("tiny", overrides=["model.pattern=A", "model.vocab_size=72", "model.moe.num_experts=8"])
-    counts = param_counts(exp.model.build())
+    exp = load_config("tiny", overrides=["model.pattern=A", "model.moe.num_experts=8"])
+    counts = param_counts(BioLM(exp.model, 72))
     D, H, layers = 128, 512, 4
     per_expert = 3 * D * H
     # Default top-2 of 8 experts leaves 6 experts' weights idle for each token in each layer.

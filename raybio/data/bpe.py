@@ -72,7 +72,8 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def from_dict(cls, obj: dict) -> BPETokenizer:
         spec = obj["spec"]
-        return cls(hf_tokenizers.Tokenizer.from_str(json.dumps(obj["hf"])), spec["modality"], spec["residues_per_token"])
+        hf = hf_tokenizers.Tokenizer.from_str(json.dumps(obj["hf"]))
+        return cls(hf, spec["modality"], spec["residues_per_token"])
 
     def _params(self) -> dict:
         return {"modality": self.modalities[0], "residues_per_token": self._residues_per_token}

@@ -54,7 +54,7 @@ def width_dims(model: nn.Module, cfg: ModelConfig) -> dict[str, int]:
     from raybio.models.model import BioLM
 
     with torch.device("meta"):
-        base = BioLM(base_config(cfg))
+        base = BioLM(base_config(cfg), model.vocab_size)
     base_shapes = {n: p.shape for n, p in base.named_parameters()}
     out = {}
     for name, p in model.named_parameters():

@@ -53,9 +53,10 @@ def count_params(exp: ExperimentConfig) -> int:
     """Total parameters of the model an experiment builds (on the meta device: no memory, no init cost)."""
     import torch
 
-    model_cfg = exp.model.model_copy(update={"vocab_size": exp.data.tokenizer.build().vocab_size})
+    from raybio.models.model import BioLM
+
     with torch.device("meta"):
-        return sum(p.numel() for p in model_cfg.build().parameters())
+        return sum(p.numel() for p in BioLM(exp.model, exp.data.tokenizer.build().vocab_size).parameters())
 
 
 def _variant_equal_params(name: str, base: ExperimentConfig) -> dict:
