@@ -59,3 +59,25 @@ def write_inference_checkpoint(directory, exp: ExperimentConfig, model, tokenize
     for name, data in inference_files(exp.model_dump(), tokenizer or exp.data.tokenizer.build()).items():
         (directory / name).write_bytes(data)
     return directory
+
+
+class LocalReporter:
+    """The `Reporter` a Trainer uses outside Ray Train: metrics in a list, checkpoints copied under `root`."""
+
+    def __init__(self, root):
+        from pathlib import Path
+
+        self.root, self.metrics, self.checkpoints = Path(root), [], []
+
+    def report(self, metrics: dict, checkpoint_dir=None, name=None) -> None:
+        import shutil
+
+        self.metrics.append(dict(metrics))
+        if checkpoint_dir is not None:
+            shutil.copytree(checkpoint_dir, self.root / name)
+            self.checkpoints.append(self.root / name)
+
+    def latest_checkpoint(self):
+        import contextlib
+
+        return contextlib.nullcontext(self.checkpoints[-1] if self.checkpoints else None)

@@ -87,7 +87,7 @@ def test_collate_keeps_the_modality_tag():
 def test_read_split_mixes_modalities_and_keeps_tags(multiomic_corpus):
     c = multiomic_corpus
     train_rows = c.manifest.splits["train"].modalities
-    assert train_rows["protein"]["rows"] > 4 * train_rows["dna"]["rows"]  # the raw corpus is mostly protein
+    assert train_rows["protein"].rows > 4 * train_rows["dna"].rows  # the raw corpus is mostly protein
     ds = read_split(c.uri, c.manifest, "train", mix={"dna": 0.7, "protein": 0.3}, seed=0)
     assert ds.columns() == ["tokens", "modality"]
     mods = Counter()

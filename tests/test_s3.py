@@ -67,9 +67,9 @@ def test_sources_read_from_s3_by_glob(ray_local, s3_server, tmp_path):
     cfg = DataConfig(sources=[s3_server.uri("src", "*.fa")], seq_len=64)
     manifest = prepare(cfg, str(tmp_path / "from_s3"), progress=False)
     (source,) = manifest.sources
-    assert [f["uri"].rsplit("/", 1)[1] for f in source["files"]] == ["a.fa", "b.fa"]
-    assert source["records"] == 2 and source["residues"] == 2 * 48502
-    assert source["files"][0]["sha256"] == hashlib.sha256(lam.replace(b">NC_001416.1", b">a.fa")).hexdigest()
+    assert [f.uri.rsplit("/", 1)[1] for f in source.files] == ["a.fa", "b.fa"]
+    assert source.records == 2 and source.residues == 2 * 48502
+    assert source.files[0].sha256 == hashlib.sha256(lam.replace(b">NC_001416.1", b">a.fa")).hexdigest()
 
 
 # The multi-omic corpus: bundled E. coli genome + its 4,143 proteins in one joint vocabulary.
@@ -100,9 +100,9 @@ def test_multiomic_corpus_prepared_into_s3_streams_back_mixed(s3_multiomic):
     exp, _, shards, manifest = s3_multiomic
     assert shards.startswith("s3://") and load_manifest(shards) == manifest
     train = manifest.splits["train"]
-    assert set(train["modalities"]) == {"dna", "protein"} and manifest.sources[1].records == 4143
-    shard = train["shards"][0]
-    assert hashlib.sha256(storage.read_bytes(storage.join(shards, shard["path"]))).hexdigest() == shard["sha256"]
+    assert set(train.modalities) == {"dna", "protein"} and manifest.sources[1].records == 4143
+    shard = train.shards[0]
+    assert hashlib.sha256(storage.read_bytes(storage.join(shards, shard.path))).hexdigest() == shard.sha256
     ds = read_split(shards, manifest, "train", mix=exp.data.mix, seed=0)
     counts = torch.zeros(2)
     for batch in ds.iter_torch_batches(batch_size=512, collate_fn=TokensCollate()):

@@ -51,10 +51,8 @@ def base_config(cfg: ModelConfig) -> ModelConfig:
 
 def width_dims(model: nn.Module, cfg: ModelConfig) -> dict[str, int]:
     """Number of width-scaled dimensions of every parameter (by name), against the base-width model."""
-    from raybio.models.model import BioLM
-
-    with torch.device("meta"):
-        base = BioLM(base_config(cfg), model.vocab_size)
+    with torch.device("meta"):  # the same class at the base width, without memory or init cost
+        base = type(model)(base_config(cfg), model.vocab_size)
     base_shapes = {n: p.shape for n, p in base.named_parameters()}
     out = {}
     for name, p in model.named_parameters():
