@@ -25,7 +25,7 @@ class Study:
     overrides: Callable[[argparse.Namespace], list[str]] = lambda args: []
     search: str = "grid"
     # (metric, mode) for the search; lists for a multi-objective (Pareto) search.
-    objective: Callable[[argparse.Namespace], tuple] = lambda args: ("val_loss", "min")
+    search_metric: Callable[[argparse.Namespace], tuple] = lambda args: ("val_loss", "min")
     data: list[str] = field(default_factory=lambda: ["bundled:ecoli"])
     smoke_data: list[str] | None = None  # None: the --smoke corpus (phage lambda)
 
@@ -42,7 +42,7 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
     args = parse(study, argv, doc or study.question)
     if args.data is None:
         args.data = (study.smoke_data if args.smoke else study.data) or None
-    metric, mode = study.objective(args)
+    metric, mode = study.search_metric(args)
     try:
         base = base_experiment(args, study.overrides(args))
         spec = SweepSpec(

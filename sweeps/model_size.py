@@ -32,7 +32,7 @@ def axes(args) -> dict:
     }
 
 
-def objective(args) -> tuple[list[str], list[str]]:
+def search_metric(args) -> tuple[list[str], list[str]]:
     if args.objective == "flops":
         return ["val_loss", "train_flops_cum"], ["min", "min"]
     return ["val_loss", "tokens_per_s"], ["min", "max"]
@@ -45,7 +45,7 @@ STUDY = Study(
     axes=axes,
     overrides=lambda args: ["model.moe.top_k=1"],
     search="optuna",
-    objective=objective,
+    search_metric=search_metric,
 )
 
 

@@ -108,9 +108,7 @@ def test_rerun_is_idempotent_and_prepare_is_deterministic(multiomic_corpus, tmp_
     again = prepare(c.cfg, str(other), progress=False)
     assert not (other / "data-deadbeef").exists()
     for split in ("train", "val"):
-        assert [s.sha256 for s in again.splits[split].shards] == [
-            s.sha256 for s in c.manifest.splits[split].shards
-        ]
+        assert [s.sha256 for s in again.splits[split].shards] == [s.sha256 for s in c.manifest.splits[split].shards]
     changed = c.cfg.model_copy(update={"seq_len": 32})
     with pytest.raises(InputError, match=r"holds corpus \w+, prepared from a different data config"):
         prepare(changed, c.uri, progress=False)

@@ -88,7 +88,7 @@ def test_sliding_window_attention_equals_banded_mask():
     for a, b in [(0, 7), (7, 8), (8, 60), (60, 100)]:
         out, cache = attn.forward_chunk(x[:, a:b], cache, rope)
         outs.append(out)
-        assert cache.k_BHPD.shape[2] == min(b, window - 1)
+        assert cache.k_BHPQ.shape[2] == min(b, window - 1)
     torch.testing.assert_close(torch.cat(outs, 1), want, rtol=1e-4, atol=1e-5)
 
 

@@ -160,7 +160,7 @@ def test_ep_without_torch_distributed_says_how_to_run_it():
 def test_training_loop_trains_expert_parallel_and_saves_full_experts(ray_local, lambda_corpus, tmp_path):
     """The real worker loop with moe.ep_size=2 on 2 workers: it trains, reports router metrics, and its
     checkpoint holds whole expert tensors that load into an unsharded model. (That EP computes what
-    EP=1 does is the test above; that the loop learns is the skeleton's training test.)"""
+    EP=1 does is the test above; that the loop learns is tests/test_distributed_training_learns.py.)"""
     import torch
 
     from raybio.config import deep_merge, validate

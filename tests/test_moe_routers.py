@@ -138,3 +138,36 @@ def test_aux_free_bias_update_is_the_same_with_gradient_accumulation():
     before = accum.expert_bias_E.clone()
     update_expert_biases(aux_free_routers(accum))
     torch.testing.assert_close(accum.expert_bias_E, before)
+
+
+def test_aux_free_biases_of_all_layers_step_with_the_optimizer_in_one_all_reduce(monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+
+    from raybio.config import load_config
+    from raybio.models.model import BioLM
+    from raybio.models.moe import balance
+    from raybio.train.engine import build_optimizer
+
+    exp = load_config("tiny", overrides=["model.pattern=A", "model.n_layers=3", "model.moe.router=aux_free",
+                                         "model.moe.num_experts=4", "model.moe.top_k=1"])  # fmt: skip
+    model = BioLM(exp.model, 40)
+    optimizer = build_optimizer(model, exp)  # registers the bias step as a step pre-hook
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    calls = []
+    real = dist.all_reduce
+    monkeypatch.setattr(balance.dist, "all_reduce", lambda t, *a, **k: (calls.append(t.numel()), real(t, *a, **k)))
+    try:
+        x = torch.randint(0, 40, (4, 32))
+        model(x, x).loss.backward()
+        optimizer.step()
+    finally:
+        dist.destroy_process_group()
+    assert calls == [3 * 4]  # every layer's loads in one collective
+    biases = [r.expert_bias_E for r in aux_free_routers(model)]
+    assert len(biases) == 3 and all(b.abs().sum() > 0 for b in biases)
+    assert all(r.pending_load_E is None for r in aux_free_routers(model))

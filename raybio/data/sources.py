@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 
-from raybio.data.config import SourceConfig
 from raybio.data import storage
+from raybio.data.config import SourceConfig
 from raybio.data.fasta import Record, parse_fasta, read_fasta
 from raybio.data.validate import InputError, Policy, Rejects, Validator, guess_modality
 

@@ -1,4 +1,7 @@
-"""Transformer building blocks: norms, rotary embeddings, attention, SwiGLU. No biases anywhere."""
+"""Transformer building blocks: norms, rotary embeddings, attention, SwiGLU. No biases anywhere.
+
+Shapes: B batch, L length, C chunk, P cached positions, D d_model, H heads, Q head dim, R rotary frequency pairs (Q/2).
+"""
 
 from __future__ import annotations
 
@@ -44,17 +47,17 @@ class Rotary(nn.Module):
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         t = torch.arange(max_len, dtype=torch.float32)
-        freqs_LH = torch.outer(t, inv_freq)
-        self.register_buffer("cos_LH", freqs_LH.cos(), persistent=False)
-        self.register_buffer("sin_LH", freqs_LH.sin(), persistent=False)
+        freqs_LR = torch.outer(t, inv_freq)
+        self.register_buffer("cos_LR", freqs_LR.cos(), persistent=False)
+        self.register_buffer("sin_LR", freqs_LR.sin(), persistent=False)
 
-    def forward(self, x_BHLD: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        L = x_BHLD.shape[-2]
-        if offset + L > self.cos_LH.shape[0]:
-            raise ValueError(f"sequence of {offset + L} positions exceeds model.max_seq_len={self.cos_LH.shape[0]}")
-        cos = self.cos_LH[offset : offset + L].to(x_BHLD.dtype)
-        sin = self.sin_LH[offset : offset + L].to(x_BHLD.dtype)
-        x1, x2 = x_BHLD[..., 0::2], x_BHLD[..., 1::2]
+    def forward(self, x_BHLQ: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        L = x_BHLQ.shape[-2]
+        if offset + L > self.cos_LR.shape[0]:
+            raise ValueError(f"sequence of {offset + L} positions exceeds model.max_seq_len={self.cos_LR.shape[0]}")
+        cos = self.cos_LR[offset : offset + L].to(x_BHLQ.dtype)
+        sin = self.sin_LR[offset : offset + L].to(x_BHLQ.dtype)
+        x1, x2 = x_BHLQ[..., 0::2], x_BHLQ[..., 1::2]
         out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         return out.flatten(-2)
 
@@ -64,12 +67,12 @@ class KVWindow:
     """Streaming state of one attention layer: keys (un-rotated) and values of the most recent
     `window - 1` positions."""
 
-    k_BHPD: torch.Tensor
-    v_BHPD: torch.Tensor
+    k_BHPQ: torch.Tensor
+    v_BHPQ: torch.Tensor
     window: int
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.k_BHPD, self.v_BHPD))
+        return sum(t.numel() * t.element_size() for t in (self.k_BHPQ, self.v_BHPQ))
 
 
 class Attention(nn.Module):
@@ -86,9 +89,9 @@ class Attention(nn.Module):
         qkv = self.wqkv(x_BLD).view(B, L, 3, self.n_heads, D // self.n_heads)
         return tuple(t.transpose(1, 2) for t in qkv.unbind(2))  # each B, H, L, Dh
 
-    def _out(self, y_BHLD: torch.Tensor) -> torch.Tensor:
-        B, H, L, Dh = y_BHLD.shape
-        return self.wo(y_BHLD.transpose(1, 2).reshape(B, L, H * Dh))
+    def _out(self, y_BHLQ: torch.Tensor) -> torch.Tensor:
+        B, H, L, Dh = y_BHLQ.shape
+        return self.wo(y_BHLQ.transpose(1, 2).reshape(B, L, H * Dh))
 
     def forward(self, x_BLD: torch.Tensor, rotary: Rotary, pad_mask_BL: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = self._qkv(x_BLD)
@@ -116,14 +119,14 @@ class Attention(nn.Module):
         """
         C = x_BCD.shape[1]
         q, k, v = self._qkv(x_BCD)
-        k_all, v_all = torch.cat([cache.k_BHPD, k], dim=2), torch.cat([cache.v_BHPD, v], dim=2)
-        P = cache.k_BHPD.shape[2]
+        k_all, v_all = torch.cat([cache.k_BHPQ, k], dim=2), torch.cat([cache.v_BHPQ, v], dim=2)
+        P = cache.k_BHPQ.shape[2]
         q_pos = torch.arange(P, P + C, device=x_BCD.device)[:, None]
         k_pos = torch.arange(P + C, device=x_BCD.device)[None, :]
         allowed_CK = (k_pos <= q_pos) & (k_pos > q_pos - cache.window)
-        y_BHCD = F.scaled_dot_product_attention(rope(q, offset=P), rope(k_all), v_all, attn_mask=allowed_CK)
+        y_BHCQ = F.scaled_dot_product_attention(rope(q, offset=P), rope(k_all), v_all, attn_mask=allowed_CK)
         keep = k_all.shape[2] - min(cache.window - 1, k_all.shape[2])
-        return self._out(y_BHCD), KVWindow(k_all[:, :, keep:], v_all[:, :, keep:], cache.window)
+        return self._out(y_BHCQ), KVWindow(k_all[:, :, keep:], v_all[:, :, keep:], cache.window)
 
 
 class SwiGLU(nn.Module):

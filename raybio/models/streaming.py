@@ -17,6 +17,8 @@ A `Streamer` feeds a causal (NTP) model one chunk at a time and carries per-laye
 
 `embed_fasta` uses a Streamer to embed records of 100–150 kbp with causal models, and falls
 back to independent `max_seq_len` windows for bidirectional (MLM) models, which cannot stream.
+
+Shapes: B batch, C chunk, L length, D d_model.
 """
 
 from __future__ import annotations

@@ -134,24 +134,24 @@ def read(directory: Path, engine, rank: int, world: int) -> tuple[TrainState, di
 
 
 class Checkpointer:
-    """Decides when to checkpoint and writes the checkpoint through the run's reporter.
+    """Decides when this rank checkpoints, and writes its share through the run's reporter.
 
     Every `every` steps (a multiple of log_every; 0 = only at the end) and at the final step.
     """
 
-    def __init__(self, every: int, reporter, files: dict[str, bytes]):
-        self.every, self.reporter, self.files = every, reporter, files
+    def __init__(self, every: int, reporter, files: dict[str, bytes], rank: int = 0, world: int = 1):
+        self.every, self.reporter, self.files, self.rank, self.world = every, reporter, files, rank, world
 
     def should_save(self, step: int, final: bool) -> bool:
         return final or bool(self.every and step % self.every == 0)
 
-    def save(self, metrics: dict, engine, state: TrainState, rank_state: dict, rank: int, world: int) -> None:
+    def save(self, metrics: dict, engine, state: TrainState, rank_state: dict) -> None:
         """Collective: report `metrics` with a checkpoint of the current step from every rank."""
         with tempfile.TemporaryDirectory(prefix="raybio-ckpt-") as tmp:
-            write(Path(tmp), engine, state, rank_state, rank, world, self.files)
+            write(Path(tmp), engine, state, rank_state, self.rank, self.world, self.files)
             self.reporter.report(metrics, checkpoint_dir=Path(tmp), name=f"checkpoint_step{state.step:08d}")
 
-    def restore(self, engine, rank: int, world: int) -> tuple[TrainState, dict] | None:
+    def restore(self, engine) -> tuple[TrainState, dict] | None:
         """The latest checkpoint of the run (after a failure or a restart), loaded into `engine`, if any."""
         with self.reporter.latest_checkpoint() as directory:
-            return None if directory is None else read(directory, engine, rank, world)
+            return None if directory is None else read(directory, engine, self.rank, self.world)

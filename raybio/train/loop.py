@@ -54,10 +54,8 @@ class Trainer:
         self.evaluator = Evaluator(val_shard, self.targets, batch_size=self.tcfg.batch_size,
                                    batches=self.tcfg.eval_batches, every=self.tcfg.eval_every,
                                    precision=self.tcfg.precision, device=device, rank=rank, world=world)  # fmt: skip
-        tokenizer = tokenizer_from_json(tokenizer_json.decode())
-        self.checkpointer = Checkpointer(
-            self.tcfg.checkpoint_every, reporter, inference_files(exp.model_dump(), tokenizer)
-        )
+        files = inference_files(exp.model_dump(), tokenizer_from_json(tokenizer_json.decode()))
+        self.checkpointer = Checkpointer(self.tcfg.checkpoint_every, reporter, files, rank, world)
         static = {**param_counts(model), "flops_per_token_fwd": flops.forward, "flops_per_token_train": flops.train,
                   "unigram_entropy_nats": manifest.unigram_entropy_nats, "world_size": world}  # fmt: skip
         self.state, static["resumed_from_step"] = self._restore_or_start(), 0
@@ -66,7 +64,7 @@ class Trainer:
         self.logger = MetricLogger(self.tcfg.log_every, static)
 
     def _restore_or_start(self) -> TrainState:
-        restored = self.checkpointer.restore(self.engine, self.rank, self.world)
+        restored = self.checkpointer.restore(self.engine)
         if restored is None:
             self.evaluator.run(self.engine.model, step=0)
             initial = {f"init_{k}": v for k, v in self.evaluator.latest.items() if k != "val_step"}
@@ -146,7 +144,7 @@ class Trainer:
         if self.checkpointer.should_save(state.step, final):
             state.metrics["latest_val"] = self.evaluator.latest
             rank_state = {"rng": rng_state(self.gen), "tokens_seen": self.meter.cum_tokens}
-            self.checkpointer.save(metrics, self.engine, state, rank_state, self.rank, self.world)
+            self.checkpointer.save(metrics, self.engine, state, rank_state)
         else:
             self.reporter.report(metrics)
 

@@ -19,6 +19,8 @@ STEP_SCALARS = {
     "loss": "loss/train",
     "aux_loss": "loss/router_aux",
     "lr": "optim/lr",
+    "grad_norm": "optim/grad_norm",  # before clipping; NaN on a skipped (non-finite) step
+    "nonfinite_steps": "optim/nonfinite_steps",
     "tokens_per_s": "throughput/tokens_per_s",
     "tokens_per_s_per_worker": "throughput/tokens_per_s_per_worker",
     "step_time_s": "throughput/step_time_s",

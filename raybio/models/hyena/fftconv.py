@@ -7,6 +7,8 @@ filter of the reversed sequence). Both sides fit in one length-2L kernel (negati
 to its tail), so a bidirectional convolution costs exactly what a causal one costs.
 
 Channels are split evenly over F filters: channel d uses filter d // (D // F).
+
+Shapes: B batch, D channels, L length, C filters (F per direction; 2F when bidirectional), N FFT points, K bins.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ filter (inference, `torch.no_grad()`), keyed on every parameter's storage and in
 version counter, so an optimizer step or `load_state_dict` invalidates it; in training it is
 recomputed on every call and never stale. The implicit filter follows the original Hyena and
 regenerates its taps on every call — the cost the modal filter is designed to remove.
+
+Shapes: C filters, S modes, L length (Q blocks of T taps), F/G filter groups and the channels in each, B batch,
+E positional features; parameter names keep these letters (they are checkpoint keys).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@
 
 The block supplies the pre-norm, residual and gated MLP. `h ∗` is causal for NTP and
 two-sided for MLM (see fftconv.py); the short conv is causal in both modes.
+
+Shapes: B batch, L length, C chunk (streaming) or, in `z_BCL`/`fir_BCK`/`short_conv_CK`, the 3·D projected
+channels, D d_model, K short-conv taps, F/G/S filter groups, channels per group and modes.
 """
 
 from __future__ import annotations

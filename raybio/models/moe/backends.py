@@ -13,6 +13,8 @@ dispatch are shared and the backends differ only in the GEMMs:
 `resolve(name, ...)` maps the config's backend name onto one of these: `torch` is grouped
 where `_grouped_mm` works for this device, dtype and shape, else loop; `auto` is MegaBlocks
 on CUDA when it imports, else `torch`.
+
+Shapes: S routed slots (sorted by expert), D d_model, H expert hidden, E experts, K/N a GEMM's inner/outer dims.
 """
 
 from __future__ import annotations

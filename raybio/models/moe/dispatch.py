@@ -7,6 +7,9 @@ run through the experts, and summed back into their tokens weighted by their gat
 Dropless by default. With a capacity factor c each expert takes at most
 ceil(c · T · k / E) slots of this rank's T tokens; later tokens overflow and that expert
 contributes nothing to them (the residual stream carries them on), as in Switch.
+
+Shapes: T tokens, K top-k slots per token, S slots (T·K), E experts, P expert-parallel ranks, X this rank's
+experts, R slots received from all ranks, D d_model.
 """
 
 from __future__ import annotations
@@ -94,17 +97,17 @@ class TokenExchange:
 
     def __init__(self, counts_E: torch.Tensor, shard: ExpertShard):
         P = shard.size
-        send_PL = counts_E.view(P, -1).contiguous()
-        recv_PL = torch.empty_like(send_PL)
-        dist.all_to_all_single(recv_PL, send_PL, group=shard.group)
+        send_PX = counts_E.view(P, -1).contiguous()
+        recv_PX = torch.empty_like(send_PX)
+        dist.all_to_all_single(recv_PX, send_PX, group=shard.group)
         self.group = shard.group
-        self.send = send_PL.sum(1).tolist()
-        self.recv = recv_PL.sum(1).tolist()
-        local_L = torch.arange(send_PL.shape[1], device=counts_E.device).repeat(P)
-        self.order_R = torch.repeat_interleave(local_L, recv_PL.reshape(-1)).argsort(stable=True)
+        self.send = send_PX.sum(1).tolist()
+        self.recv = recv_PX.sum(1).tolist()
+        local_X = torch.arange(send_PX.shape[1], device=counts_E.device).repeat(P)
+        self.order_R = torch.repeat_interleave(local_X, recv_PX.reshape(-1)).argsort(stable=True)
         self.inverse_R = torch.empty_like(self.order_R)
         self.inverse_R[self.order_R] = torch.arange(len(self.order_R), device=counts_E.device)
-        self.local_counts_L = recv_PL.sum(0)
+        self.local_counts_X = recv_PX.sum(0)
 
     def dispatch(self, xs_SD: torch.Tensor) -> torch.Tensor:
         """This rank's rows -> rows for this rank's experts, grouped by local expert."""

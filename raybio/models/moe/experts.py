@@ -5,6 +5,8 @@ so expert e computes `(silu(x @ w1[e]) * (x @ w3[e])) @ w2[e]`. Under expert par
 module keeps only the experts of its EP rank (a contiguous block of E / ep_size). Loading a
 state dict slices full expert tensors down to the local block, so a checkpoint written with
 full tensors (see `raybio.train.parallel.full_state_dict`) loads at any EP size.
+
+Shapes: E experts, D d_model, H expert hidden, S routed slots, X this rank's experts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The MoE FFN: router -> dispatch (sort, capacity, EP exchange) -> experts -> combine, + shared experts."""
+"""The MoE FFN: router -> dispatch (sort, capacity, EP exchange) -> experts -> combine, + shared experts.
+
+Shapes: B batch, L length, D d_model, T tokens (B·L), K top-k, S routed slots (T·K), E experts, H hidden.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +72,7 @@ class MoE(nn.Module):
         shard = self.experts.shard
         if shard is not None and shard.size > 1:
             exchange = TokenExchange(d.counts_E, shard)
-            ys_SD = exchange.combine(self.experts(exchange.dispatch(xs_SD), exchange.local_counts_L, expert_fn))
+            ys_SD = exchange.combine(self.experts(exchange.dispatch(xs_SD), exchange.local_counts_X, expert_fn))
         else:
             ys_SD = self.experts(xs_SD, d.counts_E, expert_fn)
         y_TD = combine(ys_SD, d, len(x_TD)).to(x_BLD.dtype)

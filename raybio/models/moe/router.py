@@ -14,6 +14,8 @@ ties often and the aux losses are sums of many small terms.
   each optimizer step (DeepSeek-V3). Token counts accumulate over every training forward
   since the last update, so gradient accumulation updates once per step, with the load of
   all micro-batches and all workers.
+
+Shapes: T tokens, D d_model, E experts, K top-k choices per token.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ reduces the window over all workers, turns it into scalars and starts a new wind
 - `aux_loss`, `z_loss`: the Switch load-balancing and z-loss values, before their
   coefficients (0 for routers without them)
 - `drop_fraction`: routed slots dropped by the capacity limit
+
+Shapes: T tokens, E experts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tokenizer, FASTA reader and shard preparation of the walking skeleton."""
+"""From a genome to shards: k-mer tokens, FASTA reading, and preparation into parquet + manifest."""
 
 from __future__ import annotations
 
