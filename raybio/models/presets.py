@@ -13,8 +13,6 @@ dense attention block, as StripedHyena does. Kept free of torch so config valida
 
 from __future__ import annotations
 
-from collections import Counter
-
 PATTERN_PRESETS: dict[str, str] = {
     "fast": "AHHH",  # 1 attention-MoE : 3 HyenaLite
     "standard": "AHAH",  # 2 : 2, alternating
@@ -34,9 +32,3 @@ def resolve_pattern(pattern: str) -> str:
         names = ", ".join(f"{k} ({v})" for k, v in PATTERN_PRESETS.items())
         raise ValueError(f"unknown pattern preset {pattern!r}; use block letters D/A/H or one of: {names}")
     return pattern
-
-
-def block_counts(blocks: str) -> dict[str, int]:
-    """How many blocks of each type a full per-layer pattern has, e.g. {'A': 2, 'H': 6, 'D': 0}."""
-    counts = Counter(blocks)
-    return {kind: counts.get(kind, 0) for kind in "AHD"}
