@@ -63,7 +63,7 @@ def write_trained_checkpoint(directory: Path, overrides: list[str], steps: int =
     return model.eval(), tok
 
 
-def run_without_raybio(job: dict, workdir: Path, timeout: int = 600) -> dict:
+def run_without_raybio(job: dict, workdir: Path, timeout: int = 300) -> dict:
     """Run tests/hf_child.py on `job` in a fresh interpreter that cannot import raybio; its JSON answer.
 
     `-I -S` drops PYTHONPATH, the script's folder and site's .pth processing (raybio's editable
@@ -74,6 +74,8 @@ def run_without_raybio(job: dict, workdir: Path, timeout: int = 600) -> dict:
     job_file.write_text(json.dumps({**job, "site_packages": site, "answer": str(answer)}))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(workdir / "hf_home"))
+    # One thread: on a shared small machine, OpenMP spin-waiting made the Trainer run 20x slower.
+    env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run(
         [sys.executable, "-I", "-S", str(CHILD), str(job_file)],
         cwd=workdir,
