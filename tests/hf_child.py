@@ -1,5 +1,6 @@
 """Run in a fresh interpreter without raybio (see hf_testlib.run_without_raybio): load exported models
 with plain transformers, write their logits, encode records, fine-tune with the HF Trainer."""
+# ruff: noqa: E402  (third-party imports must follow the sys.path set-up)
 
 import json
 import sys
@@ -28,7 +29,8 @@ from transformers import (
     AutoTokenizer,
 )
 
-answer = {"import_s": time.time() - t0, "raybio_importable": raybio_importable, "sys_path": sys.path, "models": {}, "tokens": {}}
+answer = {"import_s": time.time() - t0, "raybio_importable": raybio_importable, "sys_path": sys.path}
+answer.update(models={}, tokens={})
 for name, spec in job["models"].items():
     auto = AutoModelForCausalLM if spec["causal"] else AutoModelForMaskedLM
     model = auto.from_pretrained(spec["dir"], trust_remote_code=True).eval()
