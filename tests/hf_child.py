@@ -40,6 +40,29 @@ for name, spec in job["models"].items():
     np.save(spec["logits_out"], logits.float().numpy())
     answer["models"][name] = {"class": type(model).__name__, "module": type(model).__module__}
 
+if "backbone" in job:  # AutoModel: the final-norm hidden states
+    from transformers import AutoModel
+
+    bb = job["backbone"]
+    model = AutoModel.from_pretrained(bb["dir"], trust_remote_code=True).eval()
+    with torch.no_grad():
+        hidden = model(input_ids=torch.from_numpy(np.load(bb["ids"]))).last_hidden_state
+    np.save(bb["out"], hidden.numpy())
+
+if "padding" in job:  # a sequence's class logits alone and right-padded in a batch with a longer one
+    pad = job["padding"]
+    tok = AutoTokenizer.from_pretrained(pad["dir"])
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(pad["dir"], num_labels=3, trust_remote_code=True)
+    with torch.no_grad():
+        alone = model(**tok([pad["short"]], return_tensors="pt")).logits[0]
+        batch = tok([pad["short"], pad["long"]], padding=True, return_tensors="pt")
+        padded = model(**batch).logits[0]
+    answer["padding"] = {
+        "max_diff": float((alone - padded).abs().max()),
+        "pads": int((batch["attention_mask"] == 0).sum()),
+    }
+
 answer["models_s"] = time.time() - t0
 for name, spec in job.get("tokenize", {}).items():
     tok = AutoTokenizer.from_pretrained(spec["dir"])

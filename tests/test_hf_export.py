@@ -79,8 +79,12 @@ def exported(tmp_path_factory):
         else:
             export_hf(ckpt, out)
         ids = token_batch(tok, 2, 256, offset=1000)
+        hidden = []
+        hook = model.norm.register_forward_hook(lambda mod, args, out, store=hidden: store.append(out))
         with torch.no_grad():
             ours[name] = model(ids).logits.numpy()
+        hook.remove()
+        ours[f"{name}_hidden"] = hidden[0].numpy()
         np.save(root / f"{name}_ids.npy", ids.numpy())
         job["models"][name] = {
             "dir": str(out),
@@ -89,6 +93,10 @@ def exported(tmp_path_factory):
             "logits_out": str(root / f"{name}_hf.npy"),
         }
     job["tokenize"]["lambda"] = {"dir": str(root / "export" / "moe"), "text": record()}
+    backbone_out = root / "moe_backbone.npy"
+    job["backbone"] = {"dir": job["models"]["moe"]["dir"], "ids": job["models"]["moe"]["ids"], "out": str(backbone_out)}
+    genome = record()
+    job["padding"] = {"dir": job["models"]["hyena_moe"]["dir"], "short": genome[:150], "long": genome[150:600]}
     job["finetune"] = {
         "dir": str(root / "export" / "moe"),
         "csv": str(DATA / "nontata_promoters_256.csv"),
@@ -98,6 +106,7 @@ def exported(tmp_path_factory):
     }
     answer = run_without_raybio(job, root)
     theirs = {name: np.load(spec["logits_out"]) for name, spec in job["models"].items()}
+    theirs["moe_hidden"] = np.load(backbone_out)
     return {"root": root, "answer": answer, "ours": ours, "theirs": theirs}
 
 
@@ -105,6 +114,7 @@ def test_export_writes_config_weights_remote_code_and_tokenizer(exported):
     out = exported["root"] / "export" / "moe"
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", *CODE_FILES, "tokenizer.json", "tokenizer_config.json"} <= names
+    assert "special_tokens_map.json" in names
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "raybio"
     assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_raybio.RaybioForMaskedLM"
@@ -137,6 +147,15 @@ def test_transformers_logits_equal_raybios_in_fp32(exported, name):
     print(f"\n[hf parity] {name}: max |logit difference| = {diff:.3g} over {ours.size} logits")
     assert ours.shape == theirs.shape
     assert diff < 1e-4
+
+
+def test_automodel_gives_raybios_final_norm_hidden_states(exported):
+    np.testing.assert_allclose(exported["theirs"]["moe_hidden"], exported["ours"]["moe_hidden"], rtol=0, atol=1e-5)
+
+
+def test_sequence_classifier_ignores_right_padding(exported):
+    padding = exported["answer"]["padding"]
+    assert padding["pads"] > 0 and padding["max_diff"] < 1e-5, padding
 
 
 def test_exported_tokenizer_encodes_a_fasta_record_to_raybios_ids(exported):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ def test_mlflow_runs_of_a_sweep_smoke_read_back_with_mlflows_client(ray_local, t
 
     uri = (tmp_path / "mlruns").as_uri()  # a local file store: file:///…
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses file stores without it
     sweep = run_smoke(
         "routing", tmp_path / "runs", "--routers", "softmax_unnormalized", "deepseek_v3", "--tracker", "mlflow"
     )
@@ -41,6 +43,25 @@ def test_mlflow_runs_of_a_sweep_smoke_read_back_with_mlflows_client(ray_local, t
     assert {"report", "results.csv", "sweep.json"} <= artifacts
     local = client.download_artifacts(report_run.info.run_id, "report/report.md", str(tmp_path / "dl"))
     assert Path(local).read_text() == (sweep / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_wandb_offline_runs_of_a_sweep_smoke_hold_each_trials_summary_and_the_report(ray_local, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    import yaml
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    sweep = run_smoke("routing", tmp_path / "runs", "--routers", "mixtral", "--top-k", "1", "--tracker", "wandb")
+    val_loss = pd.read_parquet(sweep / "results.parquet")["val_loss"].item()
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    configs = [yaml.safe_load((r / "files" / "config.yaml").read_text()) for r in runs]
+    trial = [r for r, c in zip(runs, configs, strict=True) if "params" in c]
+    report = [r for r, c in zip(runs, configs, strict=True) if "search" in c]
+    assert len(trial) == 1 and len(report) == 1, runs
+    summary = json.loads((trial[0] / "files" / "wandb-summary.json").read_text())
+    assert summary["val_loss"] == pytest.approx(val_loss, rel=1e-6)
 
 
 def test_wandb_callback_is_ray_tunes_own_and_offline_mode_needs_no_key(monkeypatch):

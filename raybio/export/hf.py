@@ -9,6 +9,7 @@ short model card. Parameter names are raybio's under the `model.` prefix.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -99,23 +100,36 @@ def hf_state_dict(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in out.items()}
 
 
+SPECIAL_TOKENS_MAP = {
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "cls_token": "<cls>",
+    "sep_token": "<sep>",
+    "mask_token": "<mask>",
+    "bos_token": "<bos>",
+    "eos_token": "<eos>",
+}
+
+
 def _write_tokenizer(tok, out: Path, max_len: int) -> None:
     from transformers import PreTrainedTokenizerFast
 
     for sub, hf in hf_tokenizers(tok).items():
+        folder = out / sub if sub else out
         fast = PreTrainedTokenizerFast(
             tokenizer_object=hf,
-            pad_token="<pad>",
-            unk_token="<unk>",
-            cls_token="<cls>",
-            sep_token="<sep>",
-            mask_token="<mask>",
-            bos_token="<bos>",
-            eos_token="<eos>",
             model_max_length=max_len,
             model_input_names=["input_ids", "attention_mask"],
+            **SPECIAL_TOKENS_MAP,
         )
-        fast.save_pretrained(out / sub if sub else out)
+        fast.save_pretrained(folder)
+        # transformers 5 records its own backend class name, which transformers 4 cannot resolve;
+        # PreTrainedTokenizerFast (and a special_tokens_map.json) load in both.
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text())
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
+        (folder / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS_MAP, indent=2) + "\n")
 
 
 def _model_card(cfg, tok, out: Path) -> None:

@@ -17,6 +17,7 @@ per-trial curves, and the answer to the study lives beside them in one place.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -40,7 +41,9 @@ def tracker_callbacks(tracker: Tracker | None, sweep_name: str) -> list:
     if tracker == "wandb":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
-        return [WandbLoggerCallback(project=sweep_name, group=sweep_name, log_config=True)]
+        # Ray hands its logging actors only WANDB_API_KEY; the driver's mode and folder go as init kwargs.
+        settings = {k: os.environ[v] for k, v in (("mode", "WANDB_MODE"), ("dir", "WANDB_DIR")) if v in os.environ}
+        return [WandbLoggerCallback(project=sweep_name, group=sweep_name, log_config=True, **settings)]
     raise ValueError(f"unknown tracker {tracker!r}; choose one of {TRACKERS}")
 
 
@@ -49,6 +52,7 @@ def _local_copy(sweep_uri: str, report_dir: str, into: Path) -> Path:
     import pyarrow.fs as pafs
 
     fs, path = storage.filesystem(report_dir)
+    (into / "report").mkdir()  # pyarrow's local filesystem does not create the destination folder
     pafs.copy_files(path, str(into / "report"), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     for name in SWEEP_FILES:
         fs, path = storage.filesystem(storage.join(sweep_uri, name))
