@@ -49,8 +49,8 @@ def load_raybio(checkpoint: str | Path):
 
     try:
         return load_checkpoint(checkpoint)
-    except FileNotFoundError as err:
-        raise InputError(str(err)) from None
+    except (FileNotFoundError, ValueError) as err:  # not a checkpoint, or a tokenizer it cannot rebuild
+        raise InputError(f"cannot export {checkpoint}: {err}") from None
 
 
 def hf_config_fields(cfg) -> dict:
