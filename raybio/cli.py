@@ -68,6 +68,13 @@ def _embed(args: argparse.Namespace) -> None:
     print(f"embedded {len(records)} record(s) -> {args.out}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from raybio.export.hf import export_hf
+
+    out = export_hf(args.checkpoint, args.out, push_to_hub=args.push_to_hub)
+    print(f"exported {args.checkpoint} -> {out}" + (f"; pushed to {args.push_to_hub}" if args.push_to_hub else ""))
+
+
 def _report(args: argparse.Namespace) -> None:
     from raybio.analysis.report import build_report
 
@@ -144,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="attention sliding window in tokens (default hyena.attention_window)")
     p.add_argument("--per-token", action="store_true", help="keep per-token states, not only the mean")
     p.set_defaults(fn=_embed)
+    p = sub.add_parser("export", help="export a checkpoint as a Hugging Face model folder (docs/export.md)")
+    p.add_argument("checkpoint", help="checkpoint directory (model.pt + config.json)")
+    p.add_argument("--format", choices=["hf"], default="hf", help="hf: transformers remote-code folder (default)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="also upload to this Hub repo id with huggingface_hub (needs a login; untested offline)",
+    )
+    p.set_defaults(fn=_export)
     p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
     p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
     p.set_defaults(fn=_report)

@@ -59,6 +59,7 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             flop_budget=args.flop_budget,
             seed=args.seed,
             resume=args.resume,
+            tracker=args.tracker,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
         )
         analyse_sweep(run_sweep(spec))

@@ -2,9 +2,12 @@
 
 Softmax top-k with the Switch load-balancing loss, sigmoid score-normalised top-k
 (g = s / Σ_topk s, no aux loss), the same without normalisation, and DeepSeek-V3's
-aux-loss-free expert bias; each at top-1 and top-2, equal tokens. Reports max/avg expert
-load, coefficient of variation and dead experts per layer, and the router anatomy
-(routing divergence between the bundled E. coli and phage lambda genomes).
+aux-loss-free expert bias; each at top-1 and top-2, equal tokens. `--routers` also offers
+the routers of today's MoE models: `softmax_unnormalized` (Qwen-MoE, OLMoE), `mixtral`
+(top-1 at weight 1) and `deepseek_v3` (group-limited, scaled aux-free routing; experts
+divisible by 4). Reports max/avg expert load, coefficient of variation and dead experts
+per layer, and the router anatomy (routing divergence between the bundled E. coli and
+phage lambda genomes).
 
     python sweeps/routing.py
 """
@@ -14,15 +17,20 @@ from __future__ import annotations
 from raybio.study import Study, run_study
 from raybio.tune.space import ROUTERS
 
+# The HyenaMoE §4.6 ablation; the other rules in ROUTERS run when named with --routers.
+DEFAULT_ROUTERS = ["softmax", "sigmoid", "sigmoid_unnormalized", "aux_free"]
+
 
 def add_args(g) -> None:
-    g.add_argument("--routers", nargs="+", choices=sorted(ROUTERS), help="routing rules (default: all four)")
+    g.add_argument(
+        "--routers", nargs="+", choices=sorted(ROUTERS), help="routing rules (default: the four of HyenaMoE §4.6)"
+    )
     g.add_argument("--top-k", type=int, nargs="+", help="top-k values (default 1 2; smoke: 2)")
     g.add_argument("--experts", type=int, default=8, help="experts per MoE layer (default 8)")
 
 
 def axes(args) -> dict:
-    routers = args.routers or (["softmax", "sigmoid"] if args.smoke else list(ROUTERS))
+    routers = args.routers or (["softmax", "sigmoid"] if args.smoke else DEFAULT_ROUTERS)
     return {"router": routers, "top_k": args.top_k or ([2] if args.smoke else [1, 2])}
 
 

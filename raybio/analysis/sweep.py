@@ -7,6 +7,7 @@ from raybio.analysis.curves import print_summary, write_sweep_curves
 from raybio.analysis.report import build_report
 from raybio.models.blocks import has_experts
 from raybio.tune.runner import SweepOutcome, publish_tensorboard
+from raybio.tune.trackers import log_report
 
 
 def analyse_sweep(outcome: SweepOutcome) -> dict[str, str]:
@@ -18,6 +19,9 @@ def analyse_sweep(outcome: SweepOutcome) -> dict[str, str]:
     publish_tensorboard(outcome.tb_dir, outcome.root, outcome.spec.name)
     print_summary(outcome.results, axes)
     report = build_report(outcome.sweep_uri)
+    log_report(
+        outcome.spec.tracker, outcome.spec.name, outcome.sweep_uri
+    )  # the report as a sweep-level run's artifacts
     uri = outcome.sweep_uri
     print(f"[raybio] results: {uri}/results.csv; TensorBoard: tensorboard --logdir {uri}/tensorboard")
     print(f"[raybio] report: {report['html']}")

@@ -22,6 +22,17 @@ class MoEConfig(Strict):
     router: Literal["softmax", "sigmoid", "aux_free"] = "softmax"
     # Sigmoid router: g = s / sum_topk(s). Off only for the HyenaMoE ablation.
     normalize_scores: bool = True
+    # Softmax router, k > 1: renormalise the top-k probabilities to sum to 1 (Mixtral, DeepSeek);
+    # False keeps them raw (Qwen-MoE, OLMoE: norm_topk_prob=False).
+    norm_topk_prob: bool = True
+    # Softmax router, k = 1: "switch" gates the expert with its probability p (the router learns
+    # from the LM loss), "mixtral" with weight 1 (the router then learns only from the aux losses).
+    top1_gate: Literal["switch", "mixtral"] = "switch"
+    routed_scaling_factor: float = Field(1.0, gt=0, description="routed experts' gates times this (DeepSeek-V3: 2.5)")
+    # DeepSeek-V3 group-limited routing: experts in n_group equal groups, a token picks only
+    # inside its topk_group best groups (group score: sum of its top-2 expert scores).
+    n_group: int | None = Field(None, ge=1, description="expert groups for group-limited routing; None = off")
+    topk_group: int | None = Field(None, ge=1, description="groups each token may route to (with n_group)")
     expert_hidden: int | None = Field(None, ge=1, description="expert SwiGLU hidden size; default d_ffn")
     num_shared_experts: int = Field(0, ge=0)
     aux_loss_coef: float = Field(0.01, ge=0)
@@ -47,7 +58,31 @@ class MoEConfig(Strict):
                 f"num_experts ({self.num_experts}) must be divisible by ep_size ({self.ep_size}); "
                 f"choose moe.ep_size among the divisors of moe.num_experts"
             )
+        self._check_groups()
+        if self.router != "softmax" and (not self.norm_topk_prob or self.top1_gate != "switch"):
+            raise ValueError(
+                f"moe.norm_topk_prob and moe.top1_gate apply to the softmax router only (router is {self.router!r}); "
+                "sigmoid routers renormalise with moe.normalize_scores"
+            )
         return self
+
+    def _check_groups(self) -> None:
+        if (self.n_group is None) != (self.topk_group is None):
+            raise ValueError("group-limited routing needs both moe.n_group and moe.topk_group (or neither)")
+        if self.n_group is None:
+            return
+        if self.num_experts % self.n_group:
+            raise ValueError(
+                f"moe.n_group ({self.n_group}) must divide num_experts ({self.num_experts}) into equal groups"
+            )
+        if self.topk_group > self.n_group:
+            raise ValueError(f"moe.topk_group ({self.topk_group}) must be <= moe.n_group ({self.n_group})")
+        group_size = self.num_experts // self.n_group
+        if self.topk_group * group_size < self.top_k:
+            raise ValueError(
+                f"moe.topk_group ({self.topk_group}) groups of {group_size} experts hold fewer than top_k "
+                f"({self.top_k}) experts; raise moe.topk_group or lower moe.top_k"
+            )
 
 
 class HyenaConfig(Strict):

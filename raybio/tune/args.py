@@ -56,6 +56,11 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
     )
     g.add_argument("--seed", type=int, default=0, help="search seed")
     g.add_argument(
+        "--tracker",
+        choices=["mlflow", "wandb"],
+        help="also log trials and the report to MLflow (MLFLOW_TRACKING_URI) or W&B (WANDB_* variables)",
+    )
+    g.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted sweep of the same --name; finished trials are kept",

@@ -23,6 +23,7 @@ from raybio.train.trainer import build_trainer
 from raybio.tune.callbacks import TensorBoardCallback, trial_label
 from raybio.tune.export import history_table, results_table, write_hparams, write_table
 from raybio.tune.space import trial_experiment
+from raybio.tune.trackers import Tracker, tracker_callbacks
 
 # The trial function only launches a TorchTrainer and waits; it needs a sliver of a CPU
 # (0 CPU cannot be scheduled alongside the workers, 1 CPU starves them on small machines).
@@ -51,6 +52,8 @@ class SweepSpec:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     # Continue an interrupted sweep of the same name: finished trials are kept, not re-run.
     resume: bool = False
+    # Also log trials (and, after the sweep, the report) to MLflow or W&B (raybio/tune/trackers.py).
+    tracker: Tracker | None = None
 
     @property
     def budget(self) -> str:
@@ -185,7 +188,7 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             name=spec.name,
             storage_path=tune_path,
             storage_filesystem=tune_fs,
-            callbacks=[TensorBoardCallback(tb_dir)],
+            callbacks=[TensorBoardCallback(tb_dir), *tracker_callbacks(spec.tracker, spec.name)],
             verbose=1,
             # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
             # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.

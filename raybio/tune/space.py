@@ -16,12 +16,19 @@ from raybio.models.presets import PATTERN_PRESETS
 # Block patterns of the hybrid study (HyenaMoE §3), by name.
 VARIANTS = PATTERN_PRESETS
 
-# Routing rules of the routing study: router kind and whether sigmoid scores are renormalised.
+# Routing rules of the routing study: `model.moe` fields per rule (docs/moe.md, "Routing options").
+# Any single field is also sweepable as a dotted axis, e.g. model.moe.routed_scaling_factor.
 ROUTERS = {
     "softmax": {"router": "softmax"},
     "sigmoid": {"router": "sigmoid", "normalize_scores": True},
     "sigmoid_unnormalized": {"router": "sigmoid", "normalize_scores": False},
     "aux_free": {"router": "aux_free"},
+    # Qwen-MoE / OLMoE: softmax top-k without renormalisation.
+    "softmax_unnormalized": {"router": "softmax", "norm_topk_prob": False},
+    # Mixtral: softmax top-k renormalised, so a top-1 token gets its expert at weight 1.
+    "mixtral": {"router": "softmax", "top1_gate": "mixtral"},
+    # DeepSeek-V3 scaled to 8 experts: aux-free bias, 4 groups of 2, a token uses its best 2 groups.
+    "deepseek_v3": {"router": "aux_free", "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5},
 }
 
 

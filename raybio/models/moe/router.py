@@ -4,16 +4,21 @@ All scores are computed in fp32 whatever the autocast dtype, since top-k on bf16
 ties often and the aux losses are sums of many small terms.
 
 - `softmax`: p = softmax(xW); top-k of p; gates renormalised over the top-k when k > 1
-  (top-1 keeps the raw probability so the router still gets a gradient, as in Switch).
-  Switch load-balancing loss E·Σ_e f_e·P_e, router z-loss mean(logsumexp²), optional
-  multiplicative input jitter in training.
+  (`norm_topk_prob`; off keeps the raw probabilities, as Qwen-MoE and OLMoE do). Top-1
+  keeps the raw probability so the router still gets a gradient, as in Switch, or gates
+  with weight 1 (`top1_gate="mixtral"`). Switch load-balancing loss E·Σ_e f_e·P_e, router
+  z-loss mean(logsumexp²), optional multiplicative input jitter in training.
 - `sigmoid`: s = σ(xW) (HyenaMoE eq. 6–7); top-k of s; g = s / Σ_topk s, or raw s when
   `normalize_scores` is off (ablation). No auxiliary loss.
 - `aux_free`: sigmoid affinities as above, but experts are chosen by s + b with a per-expert
-  bias b that only chooses (gates still come from s) and is nudged toward balance after
-  each optimizer step (DeepSeek-V3). Token counts accumulate over every training forward
-  since the last update, so gradient accumulation updates once per step, with the load of
-  all micro-batches and all workers.
+  bias b that only chooses (gates still come from s) and is nudged toward balance once per
+  optimizer step (DeepSeek-V3; `raybio.models.moe.balance`). Token counts accumulate over
+  every training forward since the last update, so gradient accumulation updates once per
+  step, with the load of all micro-batches and all workers.
+
+Every router can limit each token to its `topk_group` best of `n_group` expert groups
+before its top-k (DeepSeek-V3: a group scores the sum of its two best experts' scores, as
+the router chooses them), and multiplies the routed gates by `routed_scaling_factor`.
 
 Shapes: T tokens, D d_model, E experts, K top-k choices per token.
 """
@@ -52,6 +57,23 @@ class Router(nn.Module):
     def logits(self, x_TD: torch.Tensor) -> torch.Tensor:
         return F.linear(x_TD.float(), self.gate.weight.float())
 
+    def top_experts(self, choice_TE: torch.Tensor) -> torch.Tensor:
+        """Expert ids of the top-k of `choice_TE`, within each token's best groups when grouped."""
+        cfg = self.cfg
+        if cfg.n_group is not None:
+            choice_TE = limit_to_groups(choice_TE, cfg.n_group, cfg.topk_group)
+        return choice_TE.topk(cfg.top_k, dim=-1).indices
+
+
+def limit_to_groups(choice_TE: torch.Tensor, n_group: int, topk_group: int) -> torch.Tensor:
+    """`choice_TE` with experts outside each token's `topk_group` best groups set to -inf."""
+    T, E = choice_TE.shape
+    choice_TGS = choice_TE.view(T, n_group, E // n_group)
+    group_score_TG = choice_TGS.topk(min(2, E // n_group), dim=-1).values.sum(-1)
+    best_TG = group_score_TG.topk(topk_group, dim=-1).indices
+    allowed_TG = torch.zeros_like(group_score_TG, dtype=torch.bool).scatter_(1, best_TG, True)
+    return choice_TGS.masked_fill(~allowed_TG[..., None], float("-inf")).view(T, E)
+
 
 class SoftmaxRouter(Router):
     """Softmax top-k with Switch load-balancing loss, router z-loss and optional jitter."""
@@ -64,9 +86,11 @@ class SoftmaxRouter(Router):
             x_TD = x_TD * torch.empty_like(x_TD).uniform_(1 - cfg.jitter, 1 + cfg.jitter)
         logits_TE = self.logits(x_TD)
         probs_TE = logits_TE.softmax(-1)
-        weights_TK, experts_TK = probs_TE.topk(k, dim=-1)
-        if k > 1:
+        experts_TK = self.top_experts(probs_TE)
+        weights_TK = probs_TE.gather(-1, experts_TK)
+        if cfg.norm_topk_prob if k > 1 else cfg.top1_gate == "mixtral":
             weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
+        weights_TK = weights_TK * cfg.routed_scaling_factor
         # Switch loss: E · Σ_e (fraction of routed slots sent to e) · (mean probability of e).
         frac_E = torch.bincount(experts_TK.reshape(-1), minlength=E).float() / experts_TK.numel()
         balance = E * (frac_E * probs_TE.mean(0)).sum()
@@ -80,7 +104,7 @@ class SigmoidRouter(Router):
 
     def select(self, scores_TE: torch.Tensor) -> torch.Tensor:
         """Expert ids of the top-k; subclasses may choose on other scores."""
-        return scores_TE.topk(self.cfg.top_k, dim=-1).indices
+        return self.top_experts(scores_TE)
 
     def forward(self, x_TD: torch.Tensor) -> Routing:
         scores_TE = torch.sigmoid(self.logits(x_TD))
@@ -88,6 +112,7 @@ class SigmoidRouter(Router):
         weights_TK = scores_TE.gather(-1, experts_TK)
         if self.cfg.normalize_scores:
             weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
+        weights_TK = weights_TK * self.cfg.routed_scaling_factor
         zero = scores_TE.new_zeros(())
         probs_TE = (scores_TE / scores_TE.sum(-1, keepdim=True)).detach()
         return Routing(weights_TK, experts_TK, zero, zero, zero, probs_TE)
@@ -104,7 +129,7 @@ class AuxFreeRouter(SigmoidRouter):
         self.pending_load_E: torch.Tensor | None = None
 
     def select(self, scores_TE: torch.Tensor) -> torch.Tensor:
-        experts_TK = (scores_TE + self.expert_bias_E).topk(self.cfg.top_k, dim=-1).indices
+        experts_TK = self.top_experts(scores_TE + self.expert_bias_E)
         if self.training:
             load_E = torch.bincount(experts_TK.reshape(-1), minlength=self.cfg.num_experts).float()
             self.pending_load_E = load_E if self.pending_load_E is None else self.pending_load_E + load_E
