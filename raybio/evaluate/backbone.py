@@ -1,0 +1,116 @@
+"""The evaluation side of a BioLM: loading, tokenising task sequences, batching, pooled features.
+
+Every call into the model / checkpoint code being refactored on main lives here
+(`load_checkpoint`, `hidden_states`, the block loop), so re-pointing them is one edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from raybio.data.validate import InputError
+from raybio.models.model import BioLM
+from raybio.models.streaming import hidden_states, load_checkpoint
+
+
+def load(path: str | Path) -> tuple[BioLM, object]:
+    """(model, tokenizer) of a checkpoint directory."""
+    return load_checkpoint(path)
+
+
+def fresh_copy(model: BioLM, seed: int) -> BioLM:
+    """The same architecture, randomly initialised (the from-scratch baseline)."""
+    torch.manual_seed(seed)
+    return BioLM(model.cfg).train()
+
+
+def token_states(model: BioLM, ids_BL: torch.Tensor) -> torch.Tensor:
+    """Final-norm hidden states with gradients (`streaming.hidden_states` runs under no_grad).
+
+    The model has no padding mask yet: callers batch equal-length sequences together and pad
+    only at the end, so causal models see no padding at all; bidirectional ones see it only in
+    the (rare) mixed-length batches of variable-length tasks.
+    """
+    if not torch.is_grad_enabled():
+        return hidden_states(model, ids_BL)
+    x_BLD = model.embed(ids_BL)
+    for block in model.blocks:
+        x_BLD = block(x_BLD, model.rotary)
+    return model.norm(x_BLD)
+
+
+def pool(h_BLD: torch.Tensor, mask_BL: torch.Tensor, how: str) -> torch.Tensor:
+    """Mean over non-padding tokens, or the first token's state."""
+    if how == "first":
+        return h_BLD[:, 0]
+    m_BL1 = mask_BL[..., None].to(h_BLD.dtype)
+    return (h_BLD * m_BL1).sum(1) / m_BL1.sum(1).clamp_min(1)
+
+
+@dataclass
+class Encoded:
+    ids: list[np.ndarray]
+    n_truncated: int  # sequences cut to the model's max_seq_len
+
+
+def encode(tokenizer, sequences: list[str], modality: str, max_len: int, what: str) -> Encoded:
+    """Token ids of every sequence (with the modality token first for multi-omic vocabularies)."""
+    try:
+        tokenizer.check_modality(modality)
+    except ValueError as err:
+        raise InputError(f"{what}: the checkpoint's tokenizer cannot encode it: {err}") from None
+    prefix = [tokenizer.modality_token_ids[modality]] if tokenizer.modality_token_ids else []
+    ids, cut = [], 0
+    for seq in sequences:
+        row = np.concatenate([np.asarray(prefix, dtype=np.int64), tokenizer.encode(seq, modality).astype(np.int64)])
+        cut += len(row) > max_len
+        ids.append(row[:max_len])
+    return Encoded(ids, cut)
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Index batches of similar length: shuffled (if `rng`), then stably sorted by length and chunked."""
+    order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
+    order = order[np.argsort(lengths[order], kind="stable")]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def pad(ids: list[np.ndarray], idx: np.ndarray, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids_BL, mask_BL) of the chosen rows, right-padded to the longest."""
+    L = max(len(ids[i]) for i in idx)
+    out = np.full((len(idx), L), pad_id, dtype=np.int64)
+    for r, i in enumerate(idx):
+        out[r, : len(ids[i])] = ids[i]
+    ids_BL = torch.from_numpy(out)
+    return ids_BL, ids_BL != pad_id
+
+
+class SequenceClassifier(nn.Module):
+    """A BioLM backbone, pooling and a linear head."""
+
+    def __init__(self, backbone: BioLM, n_classes: int, pooling: str = "mean"):
+        super().__init__()
+        self.backbone, self.pooling = backbone, pooling
+        self.head = nn.Linear(backbone.cfg.d_model, n_classes)
+
+    def forward(self, ids_BL: torch.Tensor, mask_BL: torch.Tensor) -> torch.Tensor:
+        return self.head(pool(token_states(self.backbone, ids_BL), mask_BL, self.pooling))
+
+
+@torch.no_grad()
+def features(model: BioLM, ids: list[np.ndarray], pooling: str, batch_size: int, pad_id: int) -> np.ndarray:
+    """Pooled frozen-backbone features (N, D), in input order."""
+    model.eval()
+    out = np.zeros((len(ids), model.cfg.d_model), dtype=np.float32)
+    for idx in length_batches(np.array([len(x) for x in ids]), batch_size, None):
+        ids_BL, mask_BL = pad(ids, idx, pad_id)
+        out[idx] = pool(hidden_states(model, ids_BL), mask_BL, pooling).float().numpy()
+    return out
