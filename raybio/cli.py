@@ -69,6 +69,12 @@ def _embed(args: argparse.Namespace) -> None:
     print(f"embedded {len(records)} record(s) -> {args.out}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from raybio.evaluate.cli import run
+
+    run(args)
+
+
 def _report(args: argparse.Namespace) -> None:
     from raybio.analysis.report import build_report
     from raybio.tune.runner import storage_root
@@ -116,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="attention sliding window in tokens (default hyena.attention_window)")
     p.add_argument("--per-token", action="store_true", help="keep per-token states, not only the mean")
     p.set_defaults(fn=_embed)
+    p = sub.add_parser("evaluate", help="fine-tune / probe checkpoints on downstream tasks, beside baselines (on Ray)")
+    from raybio.evaluate.cli import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(p)
+    p.set_defaults(fn=_evaluate)
     p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
     p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
     p.set_defaults(fn=_report)

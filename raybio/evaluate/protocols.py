@@ -39,7 +39,7 @@ class EvalConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     max_train: int | None = Field(None, ge=2, description="downsample train rows (stratified) to this many")
-    bootstrap: int = Field(1000, ge=100, description="bootstrap resamples for the test-set CI")
+    bootstrap: int = Field(200, ge=50, description="bootstrap resamples for the test-set CI")
 
 
 @dataclass
@@ -150,7 +150,15 @@ def run_backbone(task: ClassificationTask, model, tokenizer, cfg: EvalConfig, se
     if cfg.protocol == "finetune":
         module = bb.SequenceClassifier(model, n_classes, cfg.pooling)
         loaders = {k: Loader(labels[k], cfg.batch_size, ids=enc[k].ids, pad_id=tokenizer.pad_id) for k in enc}
-        fitted = fit(module, loaders["train"], loaders["val"], cfg.epochs, cfg.patience, adamw(module, cfg.lr, cfg.weight_decay), seed)
+        fitted = fit(
+            module,
+            loaders["train"],
+            loaders["val"],
+            cfg.epochs,
+            cfg.patience,
+            adamw(module, cfg.lr, cfg.weight_decay),
+            seed,
+        )
     else:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -160,7 +168,15 @@ def run_backbone(task: ClassificationTask, model, tokenizer, cfg: EvalConfig, se
             k: Loader(labels[k], cfg.batch_size, feats=scaler.transform(feats[k]).astype(np.float32)) for k in enc
         }
         module = nn.Linear(model.cfg.d_model, n_classes)
-        fitted = fit(module, loaders["train"], loaders["val"], 10 * cfg.epochs, 3 * cfg.patience, adamw(module, 1e-3, cfg.weight_decay), seed)
+        fitted = fit(
+            module,
+            loaders["train"],
+            loaders["val"],
+            10 * cfg.epochs,
+            3 * cfg.patience,
+            adamw(module, 1e-3, cfg.weight_decay),
+            seed,
+        )
     prob = predict(module, loaders["test"])
     return {
         **classification_metrics(task.test.labels, prob),

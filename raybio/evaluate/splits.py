@@ -14,7 +14,9 @@ from raybio.data.validate import InputError
 from raybio.evaluate.tasks import Split
 
 
-def stratified_holdout(labels: np.ndarray, test_fraction: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+def stratified_holdout(
+    labels: np.ndarray, test_fraction: float, seed: int, source: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, test) of a stratified split; InputError when a class is too small to split."""
     _, counts = np.unique(labels, return_counts=True)
     if len(counts) < 2:

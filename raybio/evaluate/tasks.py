@@ -292,8 +292,11 @@ def _species() -> Task:
     splits = {}
     for split in ("train", "test"):
         part = df["split"] == split
-        rows = [f"species {g} {r}:{s}" for g, r, s in zip(df["genome"][part], df["record"][part], df["start"][part])]
-        splits[split] = Split(list(df["sequence"][part]), df["label"][part].to_numpy(), block_ids[part.to_numpy()], rows)
+        where = zip(df["genome"][part], df["record"][part], df["start"][part], strict=True)
+        rows = [f"species {g} {r}:{s}" for g, r, s in where]
+        splits[split] = Split(
+            list(df["sequence"][part]), df["label"][part].to_numpy(), block_ids[part.to_numpy()], rows
+        )
     note = (
         f"{SPECIES_WINDOW} bp windows from {', '.join(names)}; split by {SPECIES_BLOCK // 1000} kb position blocks; "
         f"downsampled to {SPECIES_PER_GENOME['train']}/{SPECIES_PER_GENOME['test']} train/test windows per genome"
