@@ -56,7 +56,7 @@ def bootstrap_ci(
     (seed spread is reported separately as min–max). One resample costs one scikit-learn call
     per metric and seed (~15 ms on a busy 2-core machine), hence 200 resamples by default.
     """
-    names = list(classification_metrics(y_true[:2], probs[0][:2]))
+    names = [*CLASSIFICATION[:3], *(["auroc"] if probs[0].shape[1] == 2 else [])]
 
     def stat(idx: np.ndarray) -> np.ndarray:
         idx = idx.astype(int)

@@ -35,7 +35,7 @@ class EvalConfig(BaseModel):
     epochs: int = Field(10, ge=1, description="fine-tune epochs (probe heads train up to 10x as many: they are cheap)")
     patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-4, gt=0, description="fine-tune learning rate (the probe head uses 1e-3)")
+    lr: float = Field(3e-4, gt=0, description="fine-tune learning rate (the probe head uses 1e-3)")
     weight_decay: float = Field(0.01, ge=0)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     max_train: int | None = Field(None, ge=2, description="downsample train rows (stratified) to this many")

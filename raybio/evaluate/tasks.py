@@ -133,7 +133,9 @@ def _split_from_frame(df: pd.DataFrame, path: Path, row0: int = 2) -> tuple[list
 
 
 def _modality(seqs: list[str]) -> str:
-    return "dna" if set("".join(seqs[:200])) <= ALPHABET["dna"] else "protein"
+    """DNA when >= 90 % of residues are A/C/G/T/N (so a stray bad character is reported, not re-typed)."""
+    text = "".join(seqs)
+    return "dna" if sum(text.count(c) for c in "ACGTN") >= 0.9 * max(len(text), 1) else "protein"
 
 
 def _labelled_task(name: str, train: tuple, test: tuple, integer: bool, source: str, note: str = "") -> Task:
@@ -182,7 +184,8 @@ def load_csv_task(path: str | Path, name: str | None = None) -> Task:
             raise InputError(f"{path}: row {i + 2}: split {df['split'][i]!r} must be 'train' or 'test'")
         train, test = (_split_from_frame(df[df["split"] == s], path) for s in ("train", "test"))
     else:
-        train, test = _holdout(*_split_from_frame(df, path), source=str(path))
+        seqs, labels, rows = _split_from_frame(df, path)
+        train, test = _holdout(seqs, _integer_labels(pd.Series(labels), rows).tolist(), rows, source=str(path))
     return _labelled_task(name or path.stem, train, test, integer=True, source=str(path))
 
 
