@@ -17,15 +17,15 @@ TINY = {
 }
 
 
-def save_tiny_checkpoint(path: Path, steps: int = 30, seed: int = 0) -> Path:
+def save_tiny_checkpoint(path: Path, steps: int = 30, seed: int = 0, overrides: dict = TINY) -> Path:
     """Build a tiny BioLM, train it `steps` next-token steps on promoter windows, save model.pt + config.json."""
     torch.manual_seed(seed)
-    exp = load_config("tiny", overrides=TINY)
+    exp = load_config("tiny", overrides=overrides)
     tok = exp.data.tokenizer.build()
     exp.model.vocab_size = tok.vocab_size
     model = exp.model.build()
     seqs = [s for s in load_task("gb_nontata_promoters").train.sequences[:520] if "N" not in s]
-    prefix = tok.modality_token_ids["dna"]
+    prefix = tok.modality_token_ids.get("dna", [])
     ids = torch.from_numpy(np.stack([np.r_[prefix, tok.encode(s[:240])].astype(np.int64) for s in seqs]))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for step in range(steps):

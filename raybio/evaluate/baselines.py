@@ -64,7 +64,7 @@ class GBCNN(nn.Module):
 
 
 CNN_EPOCHS, CNN_BATCH, CNN_LR = 10, 64, 1e-3  # the paper's settings
-CNN_MAX_LEN = 1024
+CNN_MIN_LEN, CNN_MAX_LEN = 64, 1024
 
 
 def gb_cnn(task: ClassificationTask, cfg: EvalConfig, seed: int) -> dict:
@@ -73,7 +73,8 @@ def gb_cnn(task: ClassificationTask, cfg: EvalConfig, seed: int) -> dict:
     torch.manual_seed(seed)
     train, val = split_for_seed(task, cfg, seed)
     tok = NucleotideTokenizer() if task.modality == "dna" else ProteinTokenizer()
-    length = min(CNN_MAX_LEN, max(len(s) for s in train.sequences))
+    # At least CNN_MIN_LEN (short inputs are zero-padded): three kernel-8 convs and pools need it.
+    length = max(CNN_MIN_LEN, min(CNN_MAX_LEN, max(len(s) for s in train.sequences)))
     loaders = {
         name: Loader(s.labels, CNN_BATCH, ids=bb.encode(tok, s.sequences, task.modality, length, task.name).ids)
         for name, s in (("train", train), ("val", val), ("test", task.test))

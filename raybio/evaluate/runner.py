@@ -85,7 +85,7 @@ def execute(spec: RunSpec, cfg: EvalConfig, threads: int = 1) -> list[dict]:
 
     torch.set_num_threads(threads)
     task = load_task(spec.task)
-    base = {**asdict(spec), "pooling": cfg.pooling}
+    base = {**asdict(spec), "task": task.name, "task_source": spec.task, "pooling": cfg.pooling}
     if spec.model in BASELINES:
         return [{**base, **BASELINES[spec.model](task, cfg, spec.seed)}]
     model, tokenizer = bb.load(spec.checkpoint)
@@ -144,11 +144,11 @@ def summarize(runs: pd.DataFrame, n_resamples: int = 200) -> pd.DataFrame:
     resample; retrieval draws a different test set per seed, so it reports min–max only.
     """
     out = []
-    keys = ["checkpoint", "task", "model", "protocol"]
+    keys = ["checkpoint", "task", "task_source", "model", "protocol"]
     for key, group in runs.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, key, strict=True)) | {"seeds": len(group)}
         task_is_retrieval = "recall_at_1" in group and group["recall_at_1"].notna().all()
-        ci = {} if task_is_retrieval else bootstrap_ci(load_task_labels(key[1]), list(group["prob"]), n_resamples)
+        ci = {} if task_is_retrieval else bootstrap_ci(load_task_labels(key[2]), list(group["prob"]), n_resamples)
         for m in RETRIEVAL if task_is_retrieval else CLASSIFICATION:
             if m not in group or group[m].isna().all():
                 continue
@@ -175,9 +175,8 @@ def leakage_table(tasks: list[str]) -> pd.DataFrame:
         task = load_task(name)
         if isinstance(task, ClassificationTask):
             k = 6 if task.modality == "dna" else 3
-            rows.append(
-                {"task": name, **asdict(leakage(task.train.sequences, task.test.sequences, k=k)), "note": task.note}
-            )
+            leak = leakage(task.train.sequences, task.test.sequences, k=k)
+            rows.append({"task": task.name, **asdict(leak), "note": task.note})
     return pd.DataFrame(rows)
 
 
