@@ -256,3 +256,12 @@ def evaluate_for_trial(
                 if f"{m}{suffix}" in r and not pd.isna(r[f"{m}{suffix}"]):
                     out[f"downstream/{r['task']}/{m}{suffix}"] = float(r[f"{m}{suffix}"])
     return out
+
+
+def evaluate_train_result(result, tasks: list[str], seeds: int = 3) -> dict:
+    """A sweep trial's last metrics plus the downstream scores of its final checkpoint (what it reports last)."""
+    if result.checkpoint is None:
+        raise InputError("--eval-tasks: the trial finished without a checkpoint to evaluate")
+    with result.checkpoint.as_directory() as path:
+        scores = evaluate_for_trial(path, tasks, seeds)
+    return {**(result.metrics or {}), **scores}

@@ -57,6 +57,8 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             flop_budget=args.flop_budget,
             seed=args.seed,
             resume=args.resume,
+            eval_tasks=args.eval_tasks,
+            eval_seeds=args.eval_seeds,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
         )
         run_sweep(spec)
