@@ -90,3 +90,16 @@ def test_trained_projector_retrieves_genes_proteins_and_controls_sit_near_chance
     assert out["projector"]["recall_at_10"] > 10 * chance_at_10
     for control in ("random_projector", "shuffled_pairs"):
         assert out[control]["recall_at_10"] < 4 * chance_at_10, (control, out[control])
+
+
+def test_routing_change_reports_per_layer_js_before_and_after_finetuning(tmp_path):
+    from evaluate_testlib import TINY
+
+    from raybio.evaluate.routing_change import routing_change
+
+    moe = {**TINY, "model": {**TINY["model"], "pattern": "A", "moe": {"num_experts": 4, "top_k": 1}}}
+    ckpt = save_tiny_checkpoint(tmp_path / "moe", steps=5, overrides=moe)
+    df = routing_change(str(ckpt), ["species", "gb_nontata_promoters"], EvalConfig(epochs=1, max_train=200))
+    assert list(df["layer"]) == [0, 1]
+    assert ((df[["js_before", "js_after"]] >= 0) & (df[["js_before", "js_after"]] <= np.log(2))).all().all()
+    assert (df["js_before"] != df["js_after"]).any()  # fine-tuning moved routing

@@ -30,6 +30,11 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _maybe_read(uri: str) -> bytes | None:
+    fs, path = storage.filesystem(uri)
+    return storage.read_bytes(uri) if fs.get_file_info(path).type.name != "NotFound" else None
+
+
 def headline_columns(df: pd.DataFrame) -> list[str]:
     """`downstream/<task>/<metric>` mean columns (not their CI bounds)."""
     return [c for c in df if c.startswith("downstream/") and not c.endswith(("_ci_low", "_ci_high"))]
@@ -52,9 +57,7 @@ def section(df: pd.DataFrame, axes: list[str], sweep_uri: str) -> tuple[list[str
     """(markdown lines, html parts, images) of the Downstream section; a one-line note when nothing was evaluated."""
     ok = df[df["status"] == "OK"] if "status" in df else df
     cols = [c for c in headline_columns(ok) if ok[c].notna().any()]
-    summary_uri = storage.join(sweep_uri, "downstream", "downstream_summary.csv")
-    fs, path = storage.filesystem(summary_uri)
-    summary_bytes = storage.read_bytes(summary_uri) if fs.get_file_info(path).type.name != "NotFound" else None
+    summary_bytes = _maybe_read(storage.join(sweep_uri, "downstream", "downstream_summary.csv"))
     if not cols and summary_bytes is None:
         text = "No downstream evaluation in this sweep (run it with --eval-tasks, or `raybio evaluate <sweep dir>`)."
         return ["## Downstream", "", text, ""], [f"<h2>Downstream</h2><p>{text}</p>"], {}
@@ -76,6 +79,15 @@ def section(df: pd.DataFrame, axes: list[str], sweep_uri: str) -> tuple[list[str
         table = summary[keep].to_markdown(index=False)
         md += ["Pretrained vs from-scratch vs baselines (`raybio evaluate`):", "", table, ""]
         h.append("<p>Pretrained vs from-scratch vs baselines:</p>" + summary[keep].to_html(index=False))
+    routing_bytes = _maybe_read(storage.join(sweep_uri, "downstream", "routing_change.csv"))
+    if routing_bytes is not None:
+        routing = pd.read_csv(io.BytesIO(routing_bytes))
+        text = (
+            "Routing change by fine-tuning (OmniGene-4): per MoE layer, mean pairwise JS divergence (nats) "
+            "between tasks' expert usage, pretrained vs each task's fine-tuned backbone."
+        )
+        md += [text, "", routing.to_markdown(index=False), ""]
+        h.append(f"<p>{html.escape(text)}</p>" + routing.to_html(index=False))
     for name, data in images.items():
         md.append(f"![{name}]({name})")
         h.append(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}">')

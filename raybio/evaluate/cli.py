@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from raybio.evaluate.protocols import EvalConfig
-from raybio.evaluate.runner import BUNDLED_TASKS, evaluate, find_checkpoints, format_summary
+from raybio.evaluate.runner import BUNDLED_TASKS, evaluate, find_checkpoints, format_summary, write_table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train", type=int, help="downsample each task's train split to this many rows (stratified)")
     p.add_argument("--no-baselines", action="store_true", help="skip k-mer, CNN and from-scratch baselines")
     p.add_argument("--no-ray", action="store_true", help="run in this process, one run after another")
+    p.add_argument(
+        "--routing-change",
+        action="store_true",
+        help="for MoE checkpoints: per-layer JS divergence between tasks' routing before vs after fine-tuning",
+    )
     p.add_argument("--out", default="./downstream", help="folder (or s3:// URI) for downstream.csv / .parquet")
 
 
@@ -54,4 +59,25 @@ def run(args: argparse.Namespace) -> None:
         use_ray=not args.no_ray,
     )
     print(format_summary(summary))
+    if args.routing_change:
+        write_routing_change(checkpoints, [*args.tasks, *args.extra_tasks], cfg, args.out)
     print(f"runs: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv")
+
+
+def write_routing_change(checkpoints: list[str], tasks: list[str], cfg: EvalConfig, out: str) -> None:
+    """routing_change.{csv,parquet}: one row per (checkpoint, MoE layer); dense checkpoints are skipped, said so."""
+    import pandas as pd
+
+    from raybio.evaluate import backbone as bb
+    from raybio.evaluate.routing_change import routing_change
+
+    frames = []
+    for ckpt in checkpoints:
+        if "A" not in bb.load(ckpt)[0].cfg.blocks:
+            print(f"routing change: {ckpt} has no MoE layers, skipped")
+            continue
+        frames.append(routing_change(ckpt, tasks, cfg).assign(checkpoint=ckpt))
+    if frames:
+        df = pd.concat(frames, ignore_index=True)
+        write_table(df, out, "routing_change")
+        print(df.to_string(index=False))

@@ -180,7 +180,7 @@ def leakage_table(tasks: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _write(df: pd.DataFrame, out_dir: str, stem: str) -> None:
+def write_table(df: pd.DataFrame, out_dir: str, stem: str) -> None:
     storage.write_bytes_atomic(storage.join(out_dir, f"{stem}.csv"), df.to_csv(index=False).encode())
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
@@ -216,7 +216,7 @@ def evaluate(
             runs[key] = val
     if out_dir:
         for df, stem in ((runs, "downstream"), (summary, "downstream_summary"), (leaks, "downstream_leakage")):
-            _write(df, out_dir, stem)
+            write_table(df, out_dir, stem)
     log(f"{len(runs)} runs in {time.perf_counter() - t0:.0f} s")
     return runs, summary, leaks
 
