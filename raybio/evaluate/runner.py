@@ -264,4 +264,5 @@ def evaluate_train_result(result, tasks: list[str], seeds: int = 3) -> dict:
         raise InputError("--eval-tasks: the trial finished without a checkpoint to evaluate")
     with result.checkpoint.as_directory() as path:
         scores = evaluate_for_trial(path, tasks, seeds)
-    return {**(result.metrics or {}), **scores}
+    # Same key Ray's TuneReportCallback uses, so results.csv still names the trial's checkpoint.
+    return {**(result.metrics or {}), "checkpoint_path": result.checkpoint.path, **scores}
