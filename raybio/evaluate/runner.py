@@ -180,6 +180,23 @@ def leakage_table(tasks: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def incompatible(checkpoints: list[str], tasks: list[str], log=print) -> set[tuple[str, str]]:
+    """(checkpoint, task) pairs whose tokenizer cannot encode the task's modality; each is logged, not run."""
+    skip = set()
+    for ckpt in checkpoints:
+        _, tokenizer = bb.load(ckpt)
+        for name in tasks:
+            task = load_task(name)
+            needs = {"dna", "protein"} if isinstance(task, RetrievalTask) else {task.modality}
+            if not needs <= set(tokenizer.modalities):
+                skip.add((ckpt, name))
+                log(
+                    f"skipped {task.name} for {ckpt}: its {tokenizer.kind} tokenizer encodes "
+                    f"{'/'.join(tokenizer.modalities)} only; the task needs {'+'.join(sorted(needs))}"
+                )
+    return skip
+
+
 def write_table(df: pd.DataFrame, out_dir: str, stem: str) -> None:
     storage.write_bytes_atomic(storage.join(out_dir, f"{stem}.csv"), df.to_csv(index=False).encode())
     buf = io.BytesIO()
@@ -207,7 +224,11 @@ def evaluate(
         log(f"{r.task}: {r.exact} exact and {r.near} near-duplicate test sequences of {r.n_test} also in train")
         if r.near:
             log(f"warning: {r.task}: {r.near} test sequences have k-mer Jaccard >= {r.threshold} to a train one")
-    rows = run_all(plan(checkpoints, tasks, list(protocols), seeds, baselines), cfg, use_ray, log)
+    skip = incompatible(checkpoints, tasks, log)
+    specs = [
+        s for s in plan(checkpoints, tasks, list(protocols), seeds, baselines) if (s.checkpoint, s.task) not in skip
+    ]
+    rows = run_all(specs, cfg, use_ray, log)
     runs = pd.DataFrame(rows)
     summary = summarize(runs, cfg.bootstrap)
     runs = runs.drop(columns=["prob"], errors="ignore")
