@@ -24,8 +24,12 @@ def load(path: str | Path) -> tuple[BioLM, object]:
 
 
 def fresh_copy(model: BioLM, seed: int) -> BioLM:
-    """The same architecture, randomly initialised (the from-scratch baseline)."""
-    torch.manual_seed(seed)
+    """The same architecture, randomly initialised (the from-scratch baseline).
+
+    Offset from the training seeds so a checkpoint that was never trained (or trained from
+    seed 0) does not get its own initial weights back.
+    """
+    torch.manual_seed(1_000_003 + seed)
     return BioLM(model.cfg).train()
 
 
