@@ -75,6 +75,69 @@ def _export(args: argparse.Namespace) -> None:
     print(f"exported {args.checkpoint} -> {out}" + (f"; pushed to {args.push_to_hub}" if args.push_to_hub else ""))
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from raybio.evaluate.protocols import EvalConfig
+    from raybio.evaluate.routing_change import write_routing_change
+    from raybio.evaluate.runner import evaluate, find_checkpoints, format_summary
+
+    cfg = EvalConfig(
+        pooling=args.pooling, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train
+    )
+    checkpoints = [c for path in args.checkpoints for c in find_checkpoints(path)]
+    _, summary, _ = evaluate(
+        checkpoints,
+        [*args.tasks, *args.extra_tasks],
+        cfg,
+        args.seeds,
+        tuple(args.protocol),
+        baselines=not args.no_baselines,
+        out_dir=args.out,
+        use_ray=not args.no_ray,
+    )
+    print(format_summary(summary))
+    if args.routing_change:
+        write_routing_change(checkpoints, [*args.tasks, *args.extra_tasks], cfg, args.out)
+    print(f"runs: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv")
+
+
+def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    from raybio.evaluate.protocols import EvalConfig
+    from raybio.evaluate.runner import BUNDLED_TASKS
+
+    p.add_argument(
+        "checkpoints", nargs="+", help="checkpoint directories (model.pt + config.json) or sweep directories"
+    )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=list(BUNDLED_TASKS),
+        help=f"bundled task names or CSV/FASTA paths (default: all of {', '.join(BUNDLED_TASKS)})",
+    )
+    p.add_argument(
+        "--task",
+        dest="extra_tasks",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a custom task file (repeatable)",
+    )
+    p.add_argument("--protocol", nargs="+", default=["finetune"], choices=["finetune", "probe"])
+    p.add_argument("--seeds", type=int, default=3, help="seeds per run (default 3)")
+    p.add_argument("--pooling", default="mean", choices=["mean", "first"])
+    p.add_argument("--epochs", type=int, default=EvalConfig().epochs)
+    p.add_argument("--batch-size", type=int, default=EvalConfig().batch_size)
+    p.add_argument("--lr", type=float, default=EvalConfig().lr, help="fine-tune learning rate")
+    p.add_argument("--max-train", type=int, help="downsample each task's train split to this many rows (stratified)")
+    p.add_argument("--no-baselines", action="store_true", help="skip k-mer, CNN and from-scratch baselines")
+    p.add_argument("--no-ray", action="store_true", help="run in this process, one run after another")
+    p.add_argument(
+        "--routing-change",
+        action="store_true",
+        help="for MoE checkpoints: per-layer JS divergence between tasks' routing before vs after fine-tuning",
+    )
+    p.add_argument("--out", default="./downstream", help="folder (or s3:// URI) for downstream.csv / .parquet")
+
+
 def _report(args: argparse.Namespace) -> None:
     from raybio.analysis.report import build_report
 
@@ -161,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also upload to this Hub repo id with huggingface_hub (needs a login; untested offline)",
     )
     p.set_defaults(fn=_export)
+    p = sub.add_parser("evaluate", help="fine-tune / probe checkpoints on downstream tasks, beside baselines (on Ray)")
+    _add_evaluate_args(p)
+    p.set_defaults(fn=_evaluate)
     p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
     p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
     p.set_defaults(fn=_report)

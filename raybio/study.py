@@ -60,6 +60,8 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             seed=args.seed,
             resume=args.resume,
             tracker=args.tracker,
+            eval_tasks=args.eval_tasks,
+            eval_seeds=args.eval_seeds,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
         )
         analyse_sweep(run_sweep(spec))

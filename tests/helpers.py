@@ -151,3 +151,31 @@ def run_without_raybio(job: dict, workdir: Path, timeout: int = 300) -> dict:
     )
     assert proc.returncode == 0, f"child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return json.loads(answer.read_text())
+
+
+TINY_EVAL = {
+    "model": {"d_model": 32, "n_layers": 2, "n_heads": 2, "objective": "ntp", "max_seq_len": 192},
+    "data": {"tokenizer": {"kind": "multiomic", "k": 3}},
+}
+
+
+def save_tiny_checkpoint(path: Path, steps: int = 30, seed: int = 0, overrides: dict = TINY_EVAL) -> Path:
+    """A tiny BioLM (multi-omic vocabulary, so every task applies) trained `steps` next-token steps on
+    promoter windows, saved as an inference checkpoint."""
+    from raybio.evaluate.tasks import load_task
+
+    torch.manual_seed(seed)
+    exp = load_config("tiny", overrides=overrides)
+    tok = exp.data.tokenizer.build()
+    model = BioLM(exp.model, tok.vocab_size)
+    seqs = [s for s in load_task("gb_nontata_promoters").train.sequences[:520] if "N" not in s]
+    prefix = tok.modality_token_ids.get("dna", [])
+    ids = torch.from_numpy(np.stack([np.r_[prefix, tok.encode(s[:240])].astype(np.int64) for s in seqs]))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(steps):
+        batch = ids[(step * 16) % len(ids) :][:16]
+        out = model(batch[:, :-1], batch[:, 1:])
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    return write_inference_checkpoint(path, exp, model, tok)

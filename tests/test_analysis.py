@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from raybio.analysis.report import pareto_front
-from raybio.analysis.routing import RouterRecorder, js_by_layer, js_divergence, mean_pairwise_js
 from raybio.config import load_config
 from raybio.models.model import BioLM
+from raybio.models.moe.recorder import RouterRecorder, js_by_layer, js_divergence, mean_pairwise_js
 
 
 def test_js_divergence_matches_a_hand_computed_example():

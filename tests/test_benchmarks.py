@@ -1,7 +1,7 @@
 """Each benchmark's `--quick` mode runs to the end and prints, as its last line, the JSON summary
 with the ratios its issue names, every one a finite positive number and its goal recorded.
 
-The MoE benchmark runs in the default suite; the other two start their own Ray cluster or
+The MoE benchmark runs in the default suite; the others start their own Ray cluster or
 time 32k-token blocks for over a minute, so they are `slow` (`make test-all`)."""
 
 from __future__ import annotations
@@ -66,3 +66,11 @@ def test_ingest_quick_reports_loader_wait_and_tokenizer_figures():
     names = ["loader_over_raw_local", "loader_over_raw_s3", "data_wait_fraction_tiny", "kmer_bases_per_s_per_core"]
     assert_ratios(summary, "ingest", names)
     assert set(summary["conditions"]["goals"]) == set(names)
+
+
+@pytest.mark.slow
+def test_finetune_quick_reports_throughput_ratio_and_evaluate_wall_time():
+    summary = run_quick("finetune.py", timeout=600)
+    names = ["finetune_over_bare_torch", "evaluate_tiny_all_tasks_s"]
+    assert_ratios(summary, "finetune", names)
+    assert summary["conditions"]["goals"] == dict(zip(names, [0.9, 600.0], strict=True))

@@ -13,11 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
-from raybio.analysis.routing import RouterRecorder, js_by_layer
 from raybio.data import storage
 from raybio.data.manifest import Manifest, load_manifest
 from raybio.models.blocks import has_experts
 from raybio.models.model import BioLM
+from raybio.models.moe.recorder import RouterRecorder, js_by_layer
 from raybio.models.pretrained import load_pretrained
 from raybio.tune.runner import TrialRun
 

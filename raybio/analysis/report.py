@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from raybio.analysis.downstream import add_section as add_downstream_section
 from raybio.data import storage
 
 TABLE_COLUMNS = [
@@ -150,6 +151,7 @@ def build_report(sweep_uri: str) -> dict[str, str]:
     for name, data in images.items():
         storage.write_bytes_atomic(storage.join(out_dir, name), data)
     md, html_doc = _render(meta, df, ok, front, objectives, anatomy, images, axes)
+    md, html_doc = add_downstream_section(md, html_doc, df, axes, sweep_uri, out_dir)
     storage.write_bytes_atomic(storage.join(out_dir, "report.md"), md.encode())
     storage.write_bytes_atomic(storage.join(out_dir, "report.html"), html_doc.encode())
     return {"html": storage.join(out_dir, "report.html"), "markdown": storage.join(out_dir, "report.md")}

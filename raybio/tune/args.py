@@ -55,6 +55,16 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         "--flop-budget", type=float, help="equal compute: training FLOPs per trial (default: equal tokens, --max-steps)"
     )
     g.add_argument("--seed", type=int, default=0, help="search seed")
+    g = parser.add_argument_group("downstream evaluation (docs/evaluation.md)")
+    g.add_argument(
+        "--eval-tasks",
+        nargs="+",
+        default=[],
+        metavar="TASK",
+        help="after training, fine-tune each trial's final checkpoint on these tasks (names or CSV/FASTA paths); "
+        "adds downstream/<task>/<metric> columns",
+    )
+    g.add_argument("--eval-seeds", type=int, default=3, help="seeds per downstream task (default 3)")
     g.add_argument(
         "--tracker",
         choices=["mlflow", "wandb"],

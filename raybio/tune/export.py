@@ -56,7 +56,7 @@ def results_table(result_grid, base: ExperimentConfig) -> pd.DataFrame:
         row = {"trial_id": metrics.get("trial_id", ""), "status": "ERROR" if result.error else "OK"}
         row.update(params)
         row.update({m: metrics.get(m, float("nan")) for m in METRICS})
-        row.update({k: v for k, v in metrics.items() if k.startswith("router/")})
+        row.update({k: v for k, v in metrics.items() if k.startswith(("router/", "downstream/"))})
         row["checkpoint_path"] = metrics.get("checkpoint_path", "")
         row["error"] = str(result.error).splitlines()[0] if result.error else ""
         exp = trial_experiment(base, params)
@@ -98,7 +98,8 @@ def write_hparams(df: pd.DataFrame, axes: list[str], logdir: str) -> None:
 
     for _, row in df[df["status"] == "OK"].iterrows():
         hp = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in axes}
-        metrics = {f"hparams/{m}": float(row[m]) for m in HPARAM_METRICS if pd.notna(row.get(m))}
+        names = [*HPARAM_METRICS, *(c for c in df if c.startswith("downstream/") and not c.endswith(("_low", "_high")))]
+        metrics = {f"hparams/{m}": float(row[m]) for m in names if pd.notna(row.get(m))}
         exp, ssi, sei = hparams(hp, metrics)
         with SummaryWriter(f"{logdir}/hparams/{row['trial_id']}") as w:
             for summary in (exp, ssi, sei):

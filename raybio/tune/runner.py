@@ -54,6 +54,9 @@ class SweepSpec:
     resume: bool = False
     # Also log trials (and, after the sweep, the report) to MLflow or W&B (raybio/tune/trackers.py).
     tracker: Tracker | None = None
+    # Downstream tasks each trial's final checkpoint is evaluated on (raybio/evaluate), and their seeds.
+    eval_tasks: list[str] = field(default_factory=list)
+    eval_seeds: int = 3
 
     @property
     def budget(self) -> str:
@@ -78,6 +81,8 @@ def run_trial(
     train_storage: str,
     flop_budget: float | None,
     aws_env: storage.AWSEnvironment,
+    eval_tasks: list[str] | None = None,
+    eval_seeds: int = 3,
 ) -> None:
     """Tune trainable: apply this trial's axis values to the base config, prepare its corpus, train."""
     aws_env.apply()  # object storage as the driver sees it
@@ -92,7 +97,11 @@ def run_trial(
     trainer = build_trainer(
         exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[TuneReportCallback()]
     )
-    trainer.fit()
+    result = trainer.fit()
+    if eval_tasks:  # --eval-tasks: downstream scores of the final checkpoint, reported as one more result
+        from raybio.evaluate.runner import evaluate_train_result
+
+        tune.report(evaluate_train_result(result, eval_tasks, eval_seeds))
 
 
 def _search(spec: SweepSpec):
@@ -170,6 +179,8 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             train_storage=storage.join(root, spec.name, "train_runs"),
             flop_budget=spec.flop_budget,
             aws_env=storage.AWSEnvironment.capture(),  # through the object store: never logged
+            eval_tasks=spec.eval_tasks,
+            eval_seeds=spec.eval_seeds,
         ),
         {"CPU": TRIAL_DRIVER_CPU},
     )

@@ -1,4 +1,4 @@
-"""Router anatomy: which experts each layer uses for which inputs, and how routing differs by tag.
+"""Routing records: which experts each layer uses for which inputs, and how routing differs by tag.
 
 `RouterRecorder` hooks every MoE router of a model, records the experts chosen for each
 token together with the token id and a tag (modality, organism, task), and removes its
@@ -14,6 +14,8 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+
+from raybio.models.moe.layer import moe_layers
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
@@ -48,16 +50,15 @@ class RouterRecorder:
     """
 
     def __init__(self, model: torch.nn.Module):
-        from raybio.models.model import BioLM
-
         core = model.module if hasattr(model, "module") else model
-        self.layers = core.moe_layers() if isinstance(core, BioLM) else []
+        self.layers = moe_layers(core)
         if not self.layers:
             raise ValueError("model has no MoE layers to record (pattern has no 'A' blocks)")
         self.num_experts = self.layers[0].cfg.num_experts
         self._handles: list = []
         self._tokens_T: np.ndarray | None = None
         self._tags_T: np.ndarray | None = None
+        self._keep_T: np.ndarray | None = None
         # layer -> list of (experts_TK, tokens_T, tags_T)
         self.records: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
 
@@ -75,20 +76,23 @@ class RouterRecorder:
     def active(self) -> bool:
         return bool(self._handles)
 
-    def set_batch(self, tokens_BL: torch.Tensor, tags: list[str]) -> None:
-        """Tell the recorder which tokens and per-sequence tags the next forward pass sees."""
+    def set_batch(self, tokens_BL: torch.Tensor, tags: list[str], keep_BL: torch.Tensor | None = None) -> None:
+        """Tell the recorder which tokens and per-sequence tags the next forward pass sees; positions
+        where `keep_BL` is False (padding) are routed by the model but not recorded."""
         B, L = tokens_BL.shape
         if len(tags) != B:
             raise ValueError(f"got {len(tags)} tags for a batch of {B} sequences")
         self._tokens_T = tokens_BL.reshape(-1).cpu().numpy()
         self._tags_T = np.repeat(np.asarray(tags, dtype=object), L)
+        self._keep_T = None if keep_BL is None else keep_BL.reshape(-1).cpu().numpy()
 
     def _hook(self, layer: int):
         def fn(module, inputs, output):
             experts_TK = output[1].detach().cpu().numpy()
             if self._tokens_T is None or len(self._tokens_T) != len(experts_TK):
                 raise RuntimeError("call RouterRecorder.set_batch(tokens, tags) before each forward pass")
-            self.records[layer].append((experts_TK, self._tokens_T, self._tags_T))
+            keep = slice(None) if self._keep_T is None else self._keep_T
+            self.records[layer].append((experts_TK[keep], self._tokens_T[keep], self._tags_T[keep]))
 
         return fn
 

@@ -1,0 +1,1 @@
+"""Downstream evaluation: fine-tune and probe checkpoints on labelled tasks (docs/evaluation.md)."""
