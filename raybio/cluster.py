@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 import os
+import re
 
 import ray
+
+# Lines Ray repeats for every trial or task that say nothing about this run. They are kept
+# off the console only: the session's log files (/tmp/ray/session_*/logs) still have them.
+CONSOLE_NOISE = [
+    r"DeprecationWarning",  # deprecations raised inside Ray's own modules
+    r"^\s+warnings\.warn\($",  # ... and the source line Python prints under each warning
+    r"^\s+self\.exclude_resources = exclude_resources$",
+    r"PYTHON worker processes have been started",
+    r"Estimated parquet (encoding ratio|reader batch size)",
+    r"The maximum number of concurrent tasks for 'ReadParquet'",
+    r"has constructor arguments in the object store and max_restarts > 0",
+]
+
+
+def quiet_console() -> None:
+    """Keep CONSOLE_NOISE out of the worker logs Ray forwards to this driver's console.
+
+    Ray applies `RAY_DEDUP_LOGS_SKIP_REGEX` when it forwards logs; it reads the variable at
+    import, so the running deduplicators are given the pattern too.
+    """
+    pattern = "|".join(CONSOLE_NOISE)
+    os.environ["RAY_DEDUP_LOGS_SKIP_REGEX"] = pattern
+    from ray._private import ray_logging
+
+    for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+        dedup.skip_re = re.compile(pattern)
+
 
 # Ray Data read tasks need a CPU share while training workers hold whole CPUs. A local
 # cluster gets this many logical CPUs beyond the physical ones, and trial concurrency
@@ -23,6 +51,7 @@ def init_ray(num_cpus: int | None = None) -> dict:
     if ray.is_initialized():
         return ray.cluster_resources()
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    quiet_console()
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:

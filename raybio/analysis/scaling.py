@@ -21,6 +21,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 CI_LEVEL = 0.95
+SAME_SIZE = 1.25  # active-parameter ratio below which trials count as one model size
 
 
 @dataclass
@@ -207,11 +208,12 @@ def fit_routed(
 ) -> Fit:
     """Clark et al. (2022) routed law, linear in log space, with Ê = the expert count E (no saturation).
 
-    With a single model size N (an expert-count study at fixed width) a and c are not
-    identifiable: the fit is then log L = b·log E + d' and a, c are reported as None.
+    With a single model size N (an expert-count study at fixed width: active parameters within
+    SAME_SIZE of each other, routers aside) a and c are not identifiable: the fit is then
+    log L = b·log E + d' and a, c are reported as None.
     """
     nv, ev, loss = np.asarray(n_params, float), np.asarray(experts, float), np.asarray(loss, float)
-    with_n = len(np.unique(nv)) > 1
+    with_n = nv.max() / nv.min() > SAME_SIZE
     ne = np.stack([nv, ev], axis=1)
     k = 4 if with_n else 2
 

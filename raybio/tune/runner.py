@@ -12,9 +12,9 @@ from typing import Literal
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from raybio.analysis.curves import print_summary, write_sweep_curves
+from raybio.analysis.post_sweep import post_sweep
 from raybio.analysis.report import build_report
 from raybio.cluster import init_ray, max_concurrent_trials
 from raybio.config import ExperimentConfig, validate
@@ -22,7 +22,7 @@ from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
 from raybio.models.flops import flops_per_token
 from raybio.train.trainer import build_trainer
-from raybio.tune.callbacks import TensorBoardCallback
+from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback
 from raybio.tune.export import history_table, results_table, write_hparams, write_table
 from raybio.tune.space import trial_experiment
 
@@ -53,6 +53,12 @@ class SweepSpec:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     # Continue an interrupted sweep of the same name: finished trials are kept, not re-run.
     resume: bool = False
+    # Throughput probe after training ("off" where every trial had dedicated hardware).
+    probe: Literal["after", "off"] = "after"
+    probe_steps: int = 10
+    probe_rounds: int = 3
+    # Compute at which the report picks the best config (None: 10x the largest trial).
+    target_flops: float | None = None
 
     @property
     def budget(self) -> str:
@@ -90,7 +96,7 @@ def run_trial(
         exp.train.eval_every = 0
     trial_id = tune.get_context().get_trial_id()
     trainer = build_trainer(
-        exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[TuneReportCallback()]
+        exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[OrderedTuneReportCallback()]
     )
     trainer.fit()
 
@@ -168,7 +174,10 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
             name=spec.name,
             storage_path=tune_path,
             storage_filesystem=tune_fs,
-            callbacks=[TensorBoardCallback(tb_dir)],
+            callbacks=[
+                TensorBoardCallback(tb_dir),
+                ProgressLineCallback(list(spec.axes), None if spec.flop_budget else t.max_steps),
+            ],
             verbose=1,
             # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
             # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.
@@ -184,11 +193,15 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
     if spec.resume and tune.Tuner.can_restore(restore_path, storage_filesystem=tune_fs):
         # Unfinished and errored trials run again (resuming their Train checkpoints); finished ones are kept.
         tuner = tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=tune_fs)
+    t_fit = time.time()
     grid = tuner.fit()
+    fit_wall_s = time.time() - t_fit
 
-    df = results_table(grid, spec.base)
+    df, history = results_table(grid, spec.base), history_table(grid)
+    # Issue 15 post-sweep step (the study layer will own it): probe/* columns, utilisation.
+    df, answers = post_sweep(spec, df, history, root, fit_wall_s, concurrency)
     write_table(df, sweep_uri, "results")
-    write_table(history_table(grid), sweep_uri, "history")
+    write_table(history, sweep_uri, "history")
     write_sweep_curves(df, list(spec.axes), tb_dir)
     write_hparams(df, list(spec.axes), tb_dir)
     if any("A" in p for p in df.get("config.model.pattern", [])):
@@ -213,9 +226,11 @@ def run_sweep(spec: SweepSpec) -> pd.DataFrame:
             "command": shlex.join(spec.command),
             "ray_version": ray.__version__,
             "wall_time_s": round(time.time() - t0, 1),
+            **answers,
         },
     )
     print_summary(df, list(spec.axes))
+    print(f"[raybio] {answers['utilisation_line']}")
     report = build_report(sweep_uri)
     print(f"[raybio] results: {sweep_uri}/results.csv; TensorBoard: tensorboard --logdir {sweep_uri}/tensorboard")
     print(f"[raybio] report: {report['html']}")

@@ -57,6 +57,10 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             flop_budget=args.flop_budget,
             seed=args.seed,
             resume=args.resume,
+            probe=args.probe,
+            probe_steps=args.probe_steps,
+            probe_rounds=args.probe_rounds,
+            target_flops=args.target_flops,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
         )
         run_sweep(spec)
