@@ -30,7 +30,13 @@ from raybio.data import storage
 EMA_HALF_LIFE_REPORTS = 3  # smoothing of the training-loss curves, in reports
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 LINESTYLES = ["-", "--", "-.", ":"]
-ROUTER_SUMMARY = {"load_cv": "mean", "max_over_mean_load": "max", "dead_experts": "sum", "routing_entropy": "mean"}
+# Router metric -> (how layers combine into one number per model, column header).
+ROUTER_SUMMARY = {
+    "load_cv": ("mean", "router load CV (mean)"),
+    "max_over_mean_load": ("max", "router max/mean load (max)"),
+    "dead_experts": ("sum", "dead experts (all layers)"),
+    "routing_entropy": ("mean", "routing entropy (mean)"),
+}
 
 
 def pareto_front(df: pd.DataFrame, objectives: dict[str, str]) -> pd.Series:
@@ -105,11 +111,13 @@ def plot_loss_vs_flops(history: pd.DataFrame, axes: list[str]) -> bytes:
     return _png(fig)
 
 
-def plot_vs_axis(df: pd.DataFrame, axis: str, col: str, ylabel: str, scale: float = 1.0) -> bytes:
+def plot_vs_axis(df: pd.DataFrame, axis: str, col: str, ylabel: str, scale: float = 1.0, from_zero=False) -> bytes:
     ok = df[df["status"] == "OK"].sort_values(axis)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     if pd.api.types.is_numeric_dtype(ok[axis]):
         ax.plot(ok[axis], ok[col] * scale, "o-")
+        if from_zero:
+            ax.set_ylim(bottom=0)
         values = sorted(ok[axis].unique())
         if len(values) <= 12:
             ax.set_xticks(values)
@@ -151,7 +159,7 @@ def plot_anatomy(trial: dict, title: str) -> bytes:
     a1.set_xticks(range(heat.shape[1]))
     a1.set_yticks(range(heat.shape[0]))
     a1.set(xlabel="expert", ylabel="layer", title="expert usage")
-    fig.colorbar(im, ax=a1, label="share of routing slots")
+    fig.colorbar(im, ax=a1, label="routed slots (busiest expert = 1)")
     if js:
         a2 = axs[0, 1]
         layers = sorted(trial["js_by_layer"], key=int)
@@ -195,7 +203,11 @@ def plot_routed_fit(fits: StudyFits, ok: pd.DataFrame, experts: pd.Series) -> by
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.scatter(experts, ok["val_loss"], color="C0", zorder=3, label="trials (final val loss)")
     e = np.geomspace(experts.min(), experts.max() * 4, 100)
-    for n in sorted(ok["params_active"].unique()):
+    # One curve per model size; at a single size (a and c not identifiable) one curve at that size.
+    sizes = [ok["params_active"].median()]
+    if fits.routed.params["a"] is not None:
+        sizes = sorted(ok["params_active"].unique())
+    for n in sizes:
         ax.plot(e, fits.routed.predict(np.stack([np.full_like(e, n), e], 1)), label=f"fit, N = {n / 1e6:.2f} M")
     ax.axvspan(experts.max(), e[-1], color="0.9", zorder=0, label="extrapolation")
     ax.set_xscale("log", base=2)
@@ -238,9 +250,9 @@ def build_report(sweep_uri: str) -> dict[str, str]:
         images["loss_vs_flops.png"] = plot_loss_vs_flops(history, axes)
     for axis in axes:
         images[f"val_loss_vs_{axis}.png"] = plot_vs_axis(df, axis, "val_loss", "final val loss (nats)")
-        images[f"tokens_per_s_vs_{axis}.png"] = plot_vs_axis(df, axis, tput, tput_label)
+        images[f"tokens_per_s_vs_{axis}.png"] = plot_vs_axis(df, axis, tput, tput_label, from_zero=True)
         scale = 1.0 if memory.startswith("probe/") else 2**-20
-        images[f"peak_memory_vs_{axis}.png"] = plot_vs_axis(df, axis, memory, "peak memory (MiB)", scale)
+        images[f"peak_memory_vs_{axis}.png"] = plot_vs_axis(df, axis, memory, "peak memory (MiB)", scale, True)
     objectives = _objectives(meta, tput)
     front = pareto_front(ok, objectives) if len(ok) else pd.Series(dtype=bool)
     if len(ok):
@@ -324,12 +336,10 @@ def results_table(df: pd.DataFrame, axes: list[str], front: pd.Series, concurren
 def router_summary(df: pd.DataFrame) -> pd.DataFrame:
     """One number per model for each router metric, over its layers (mean CV, max load, total dead)."""
     out = pd.DataFrame(index=df.index)
-    for metric, how in ROUTER_SUMMARY.items():
+    for metric, (how, header) in ROUTER_SUMMARY.items():
         cols = [c for c in df if c.startswith("router/") and c.endswith(f"/{metric}")]
         if cols and df[cols].notna().any().any():
-            out[f"router {metric} ({how})"] = getattr(df[cols], how)(axis=1, skipna=True).where(
-                df[cols].notna().any(axis=1)
-            )
+            out[header] = getattr(df[cols], how)(axis=1, skipna=True).where(df[cols].notna().any(axis=1))
     return out
 
 
@@ -456,11 +466,11 @@ def _render(meta, df, ok, front, objectives, anatomy, images, axes, fits) -> tup
         else "Throughput and memory were measured **during training** only (probe off): "
     )
     conditions += (
-        f"in-training figures ran {meta.get('concurrent_trials', '?')} trial(s) at a time on shared hardware "
+        f"In-training figures ran {meta.get('concurrent_trials', '?')} trial(s) at a time on shared hardware "
         "(load average in the table)" + (": compare trials by the probe columns." if tput.startswith("probe/") else ".")
     )
     if meta.get("utilisation_line"):
-        conditions += f" {meta['utilisation_line'].capitalize()}."
+        conditions += f" Sweep {meta['utilisation_line'].removeprefix('sweep ')}."
     pareto_text = (
         "Objectives: " + ", ".join(f"{m} {c}" for c, m in objectives.items()) + f". {int(front.sum())} trial(s) "
         "on the front (marked *pareto* in the table)."
@@ -527,10 +537,11 @@ def _render(meta, df, ok, front, objectives, anatomy, images, axes, fits) -> tup
     h = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>raybio report: {html.escape(meta['name'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;"
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:11px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;"
         "text-align:right}th{background:#f3f3f3}img{max-width:100%}.caveat{background:#fff4d6;border-left:4px "
-        "solid #e0a000;padding:.4em .8em}.table-wrap{overflow-x:auto}details{margin:.3em 0}</style></head><body>",
+        "solid #e0a000;padding:.4em .8em}.table-wrap{overflow-x:auto}details{margin:.3em 0}"
+        "pre{white-space:pre-wrap;word-break:break-all;background:#f6f6f6;padding:.5em}</style></head><body>",
         f"<h1>raybio sweep report: {html.escape(meta['name'])}</h1>",
         "<h2>Study</h2><ul>" + "".join(f"<li>{html.escape(s).replace('**', '')}</li>" for s in study) + "</ul>",
         "<h2>Answer</h2>",

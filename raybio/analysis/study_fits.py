@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from raybio.analysis.scaling import Fit, chinchilla_optimal_n, fit_chinchilla, fit_compute_law, fit_routed
+from raybio.analysis.scaling import SAME_SIZE, Fit, chinchilla_optimal_n, fit_chinchilla, fit_compute_law, fit_routed
 
 EXTRAPOLATION_WARN = 10.0  # × the largest trial's compute
 DEFAULT_TARGET = 10.0  # default --target-flops, × the largest trial's compute
@@ -101,7 +101,8 @@ def fit_study(
     chinchilla = None
     if len(ok):
         tokens = ok["train_flops_cum"] / ok["flops_per_token_train"]
-        n_distinct, d_distinct = ok["params_active"].nunique(), tokens.round(-2).nunique()
+        # Sizes and token counts within SAME_SIZE of each other (routers, rounding) count as one.
+        n_distinct, d_distinct = _distinct(ok["params_active"]), _distinct(tokens)
         if n_distinct >= 2 and d_distinct >= 2 and len(ok) >= 6:
             chinchilla = fit_chinchilla(ok["params_active"], tokens, ok["val_loss"], seed=seed)
         else:
@@ -165,3 +166,12 @@ def compute_optimal_pick(
         chinchilla_n_opt=chinchilla_optimal_n(chinchilla, target) if chinchilla else None,
         caveat=caveat,
     )
+
+
+def _distinct(values: pd.Series) -> int:
+    """Groups of values each within SAME_SIZE of its smallest member."""
+    groups, start = 0, None
+    for v in sorted(values):
+        if start is None or v > start * SAME_SIZE:
+            groups, start = groups + 1, v
+    return groups

@@ -65,9 +65,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
     g.add_argument(
         "--probe",
         choices=["after", "off"],
-        default="after",
         help="time every distinct config alone after training, for comparable tokens/s and memory "
-        "(off: every trial had dedicated hardware, so in-training figures compare; default after)",
+        "(off: every trial had dedicated hardware, so in-training figures compare; default after, "
+        "off with --smoke)",
     )
     g.add_argument("--probe-steps", type=int, default=10, help="timed steps per config and round (default 10)")
     g.add_argument("--probe-rounds", type=int, default=3, help="interleaved rounds over the configs (default 3)")

@@ -57,7 +57,7 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             flop_budget=args.flop_budget,
             seed=args.seed,
             resume=args.resume,
-            probe=args.probe,
+            probe=args.probe or ("off" if args.smoke else "after"),
             probe_steps=args.probe_steps,
             probe_rounds=args.probe_rounds,
             target_flops=args.target_flops,
