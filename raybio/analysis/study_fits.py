@@ -94,7 +94,7 @@ def fit_study(
     frontier = compute_frontier(points)
     compute = None
     if len(frontier) >= 3:
-        compute = fit_compute_law(frontier["train_flops_cum"], frontier["val_loss"], seed=seed)
+        compute = fit_compute_law(frontier["train_flops_cum"], frontier["val_loss"], n_boot=200, seed=seed)
     else:
         notes.append(f"L(C): {len(frontier)} frontier point(s), a fit needs 3; evaluate more often (train.eval_every)")
 
@@ -138,7 +138,7 @@ def compute_optimal_pick(
         curve = points[points["trial_id"] == row["trial_id"]]
         if len(curve) < 3:
             continue
-        fit = fit_compute_law(curve["train_flops_cum"], curve["val_loss"], n_boot=200, holdout=0, seed=seed)
+        fit = fit_compute_law(curve["train_flops_cum"], curve["val_loss"], n_boot=100, holdout=0, seed=seed)
         band = fit.band(np.array([target]))
         params = {a: row[a] for a in axes}
         candidates.append(
