@@ -51,9 +51,16 @@ def _sweep(tmp_path, experts=(1, 2, 4, 8)):
     return root
 
 
-def test_report_gives_the_fitted_law_its_holdout_and_a_pick(tmp_path):
-    root = _sweep(tmp_path)
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One synthetic sweep and its report, shared by the tests that only read it."""
+    root = _sweep(tmp_path_factory.mktemp("sweep"))
     build_report(str(root))
+    return root
+
+
+def test_report_gives_the_fitted_law_its_holdout_and_a_pick(report):
+    root = report
     md = (root / "report" / "report.md").read_text()
     assert "## Answer" in md and "compute-optimal choice is **experts=8**" in md
     alpha = float(re.search(r"\| alpha\s+\|\s+([0-9.]+)", md).group(1))
@@ -64,10 +71,8 @@ def test_report_gives_the_fitted_law_its_holdout_and_a_pick(tmp_path):
         assert (root / "report" / name).stat().st_size > 5000
 
 
-def test_report_tables_are_in_human_units_without_empty_columns(tmp_path):
-    root = _sweep(tmp_path)
-    build_report(str(root))
-    html = (root / "report" / "report.html").read_text()
+def test_report_tables_are_in_human_units_without_empty_columns(report):
+    html = (report / "report" / "report.html").read_text()
     results = html[html.index("<h2>Results</h2>") : html.index("<h2>Pareto front</h2>")]
     assert "e+" not in results and "NaN" not in results and "nan" not in results
     assert "probe k tokens/s" in results and "5.90" in results  # 5,900 tokens/s as k tokens/s
@@ -77,22 +82,18 @@ def test_report_tables_are_in_human_units_without_empty_columns(tmp_path):
     assert "router load CV (mean)" in results
 
 
-def test_pareto_front_uses_the_probe_figures(tmp_path):
-    root = _sweep(tmp_path)
-    build_report(str(root))
-    md = (root / "report" / "report.md").read_text()
+def test_pareto_front_uses_the_probe_figures(report):
+    md = (report / "report" / "report.md").read_text()
     assert "max probe/tokens_per_s" in md
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
-def test_report_renders_in_headless_chromium(tmp_path):
+def test_report_renders_in_headless_chromium(report, tmp_path):
     from PIL import Image
 
     from raybio.analysis.render import screenshot
 
-    root = _sweep(tmp_path)
-    build_report(str(root))
-    png = screenshot(root / "report" / "report.html", tmp_path / "shot.png", height=3000)
+    png = screenshot(report / "report" / "report.html", tmp_path / "shot.png", height=3000)
     img = np.asarray(Image.open(png).convert("L"))
     assert img.shape == (3000, 1280)
     assert (img < 128).mean() > 0.01  # text and plots were drawn, not a blank page
