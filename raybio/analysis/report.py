@@ -375,7 +375,9 @@ def _anatomy_rows(anatomy: dict, axes: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ci_text(ci) -> str:
+def _ci_text(ci, value) -> str:
+    if value is None:
+        return "-"
     return "n/a (too few points)" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
 
 
@@ -386,7 +388,11 @@ def scaling_tables(fits: StudyFits) -> list[tuple[str, pd.DataFrame, str]]:
         if fit is None:
             continue
         rows = [
-            {"parameter": k, "value": "not identifiable" if v is None else f"{v:.4g}", "95 % CI": _ci_text(fit.ci[k])}
+            {
+                "parameter": k,
+                "value": "not identifiable" if v is None else f"{v:.4g}",
+                "95 % CI": _ci_text(fit.ci[k], v),
+            }
             for k, v in fit.params.items()
             if not (v is None and fit.ci[k] is None and name != "routed")
         ]
