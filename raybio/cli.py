@@ -35,7 +35,8 @@ def _train(args: argparse.Namespace) -> None:
     m = result.metrics or {}
     print(
         f"step {m.get('step')}: val_loss {m.get('val_loss', float('nan')):.4f} "
-        f"(untrained {m.get('init_val_loss', float('nan')):.4f}), {m.get('tokens_per_s', 0):,.0f} tokens/s; "
+        f"(untrained {m.get('init_val_loss', float('nan')):.4f}), {m.get('tokens_per_s', 0):,.0f} tokens/s, "
+        f"MFU {m.get('mfu', float('nan')):.1%}, peak memory {m.get('peak_memory_bytes', 0) / 2**20:,.0f} MiB; "
         f"checkpoint {result.checkpoint.path if result.checkpoint else None}"
     )
 

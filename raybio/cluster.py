@@ -2,9 +2,62 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
 
 import ray
+
+# Lines Ray repeats for every trial or task that say nothing about this run. They are kept
+# off the console only: the session's log files (/tmp/ray/session_*/logs) still have them.
+CONSOLE_NOISE = [
+    r"DeprecationWarning",  # deprecations raised inside Ray's own modules
+    r"^\s+warnings\.warn\($",  # ... and the source line Python prints under each warning
+    r"^\s+self\.exclude_resources = exclude_resources$",
+    r"PYTHON worker processes have been started",
+    r"Estimated parquet (encoding ratio|reader batch size)",
+    r"The maximum number of concurrent tasks for 'ReadParquet'",
+    r"has constructor arguments in the object store and max_restarts > 0",
+]
+
+
+def quiet_console() -> None:
+    """Keep CONSOLE_NOISE out of the worker logs Ray forwards to this driver's console.
+
+    Ray applies `RAY_DEDUP_LOGS_SKIP_REGEX` when it forwards logs; it reads the variable at
+    import, so the running deduplicators are given the pattern too.
+    """
+    pattern = "|".join(CONSOLE_NOISE)
+    os.environ["RAY_DEDUP_LOGS_SKIP_REGEX"] = pattern
+    from ray._private import ray_logging
+
+    for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+        dedup.skip_re = re.compile(pattern)
+    for name in RAY_DATA_ERROR_LOGGERS:
+        logging.getLogger(name).addFilter(_hide_input_errors)
+
+
+# Ray Data logs a failed task's whole traceback from these before re-raising it. For an
+# InputError (bad user input, e.g. an invalid character) raybio prints a one-line
+# file:line:col message instead, so the records are marked `hide`: Ray Data's console handler
+# drops them and its log file (<session>/logs/ray-data) keeps them.
+RAY_DATA_ERROR_LOGGERS = ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions")
+
+
+def _hide_input_errors(record: logging.LogRecord) -> bool:
+    from raybio.data.validate import InputError
+
+    # Some of these records are logged inside `except` without exc_info: the exception is current.
+    err, seen = record.exc_info[1] if record.exc_info else sys.exc_info()[1], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, InputError) or isinstance(getattr(err, "cause", None), InputError):
+            record.hide = True
+            break
+        err = err.__cause__ or err.__context__
+    return True
+
 
 # Ray Data read tasks need a CPU share while training workers hold whole CPUs. A local
 # cluster gets this many logical CPUs beyond the physical ones, and trial concurrency
@@ -23,6 +76,7 @@ def init_ray(num_cpus: int | None = None) -> dict:
     if ray.is_initialized():
         return ray.cluster_resources()
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    quiet_console()
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:

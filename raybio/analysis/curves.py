@@ -13,6 +13,8 @@ from torch.utils.tensorboard import SummaryWriter
 CURVES = [
     ("val_loss", "final_val_loss", 1.0),
     ("tokens_per_s", "tokens_per_s", 1.0),
+    ("probe/tokens_per_s", "probe_tokens_per_s", 1.0),
+    ("probe/peak_memory_MiB", "probe_peak_memory_mib", 1.0),
     ("peak_memory_bytes", "peak_memory_gib", 1 / 2**30),
     ("train_flops_cum", "train_gflops", 1e-9),
     ("params_total", "params_total", 1.0),
@@ -47,6 +49,7 @@ def print_summary(df: pd.DataFrame, axes: list[str], console: Console | None = N
         "val_loss",
         "val_loss_mask_only",
         "init_val_loss",
+        *[c for c in ("probe/tokens_per_s", "probe/tokens_per_s_spread", "probe/peak_memory_MiB") if c in df],
         "tokens_per_s",
         "peak_memory_bytes",
         "params_total",
@@ -54,7 +57,7 @@ def print_summary(df: pd.DataFrame, axes: list[str], console: Console | None = N
         "flops_per_token_train",
     ]
     for c in cols:
-        table.add_column(c.replace("_bytes", " MiB"), justify="right")
+        table.add_column(HEADERS.get(c, c), justify="right")
     for _, row in df.sort_values(axes).iterrows():
         table.add_row(*[_fmt(c, row.get(c)) for c in cols])
     console.print(table)
@@ -71,14 +74,28 @@ def print_summary(df: pd.DataFrame, axes: list[str], console: Console | None = N
         console.print(f"[red]trial {row['trial_id']} failed:[/red] {row['error']}")
 
 
+# Probe figures compare trials; in-training ones depend on which trials shared the machine.
+HEADERS = {
+    "probe/tokens_per_s": "probe tokens/s",
+    "probe/tokens_per_s_spread": "probe spread",
+    "probe/peak_memory_MiB": "probe peak MiB",
+    "tokens_per_s": "in-training tokens/s",
+    "peak_memory_bytes": "in-training peak MiB",
+}
+
+
 def _fmt(col: str, val) -> str:
     if val is None or (isinstance(val, float) and pd.isna(val)):
         return "-"
+    if col == "probe/tokens_per_s_spread":
+        return f"{val:.0%}"
+    if col == "probe/peak_memory_MiB":
+        return f"{val:,.0f}"
     if col == "peak_memory_bytes":
         return f"{val / 2**20:.0f}"
     if col.startswith("params") or col == "flops_per_token_train":
         return f"{val / 1e6:.2f}M"
-    if col == "tokens_per_s":
+    if col in ("tokens_per_s", "probe/tokens_per_s"):
         return f"{val:,.0f}"
     if isinstance(val, float):
         return f"{val:.4f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -84,6 +85,8 @@ class StepMeter:
             "train_flops_cum": cum_tokens * self.flops_per_token,
             "achieved_flops_per_s": tps * self.flops_per_token,
             "peak_memory_bytes": peak.item(),
+            # The conditions of these figures: other trials share the machine (rank 0's node).
+            "load_avg_1m": os.getloadavg()[0],
         }
         if self.peak_flops:
             out["mfu"] = out["achieved_flops_per_s"] / (world * self.peak_flops)

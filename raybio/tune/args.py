@@ -76,6 +76,22 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         help="continue an interrupted sweep of the same --name; finished trials are kept",
     )
 
+    g = parser.add_argument_group("answer")
+    g.add_argument(
+        "--probe",
+        choices=["after", "off"],
+        help="time every distinct config alone after training, for comparable tokens/s and memory "
+        "(off: every trial had dedicated hardware, so in-training figures compare; default after, "
+        "off with --smoke)",
+    )
+    g.add_argument("--probe-steps", type=int, default=10, help="timed steps per config and round (default 10)")
+    g.add_argument("--probe-rounds", type=int, default=3, help="interleaved rounds over the configs (default 3)")
+    g.add_argument(
+        "--target-flops",
+        type=float,
+        help="training compute at which the report picks the best config (default 10x the largest trial)",
+    )
+
 
 def base_experiment(args: argparse.Namespace, study: list[str] | None = None) -> ExperimentConfig:
     """Preset, then --config, --smoke, the study's own overrides, explicit flags, --set (last wins)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ray.tune import Callback
+from ray.tune.integration.ray_train import TuneReportCallback
 from torch.utils.tensorboard import SummaryWriter
 
 STEP_SCALARS = {
@@ -105,3 +106,34 @@ class TensorBoardCallback(Callback):
         writer = self._writers.pop(trial.trial_id, None)
         if writer:
             writer.close()
+
+
+# Tune's console table shows the first four numeric metrics of a report: these, in this order.
+CONSOLE_METRICS = ("step", "loss", "val_loss", "tokens_per_s")
+
+
+class OrderedTuneReportCallback(TuneReportCallback):
+    """Ray Train -> Tune reports with CONSOLE_METRICS first, so Tune's status table shows them."""
+
+    def after_report(self, run_context, metrics, checkpoint):
+        first = {k: metrics[0][k] for k in CONSOLE_METRICS if k in metrics[0]}
+        super().after_report(run_context, [{**first, **metrics[0]}, *metrics[1:]], checkpoint)
+
+
+class ProgressLineCallback(Callback):
+    """One line per trial at each validation and at its end: what it varies, step, losses, tokens/s."""
+
+    def __init__(self, axes: list[str], max_steps: int | None):
+        self.axes, self.max_steps = axes, max_steps
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("step") != result.get("val_step") and result.get("step") != self.max_steps:
+            return
+        params = (trial.config or {}).get("params", {})
+        what = ", ".join(f"{a}={params.get(a)}" for a in self.axes)
+        print(
+            f"[raybio] trial {trial.trial_id} ({what}): step {result['step']}/{self.max_steps or '?'} "
+            f"train loss {result.get('loss', float('nan')):.4f} val loss {result.get('val_loss', float('nan')):.4f} "
+            f"{result.get('tokens_per_s', 0):,.0f} tokens/s (in training, load {result.get('load_avg_1m', 0):.1f})",
+            flush=True,
+        )

@@ -32,6 +32,8 @@ METRICS = [
     "params_total",
     "params_active",
     "world_size",
+    "load_avg_1m",
+    "time_total_s",  # Tune's: the trial's whole life, start-up to last report (for utilisation)
 ]
 
 

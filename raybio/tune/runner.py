@@ -12,7 +12,6 @@ from typing import Literal
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from raybio.cluster import init_ray, max_concurrent_trials
 from raybio.config import ExperimentConfig, validate
@@ -20,8 +19,8 @@ from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
 from raybio.models.flops import flops_per_token
 from raybio.train.trainer import build_trainer
-from raybio.tune.callbacks import TensorBoardCallback, trial_label
-from raybio.tune.export import history_table, results_table, write_hparams, write_table
+from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback, trial_label
+from raybio.tune.export import history_table, results_table, write_table
 from raybio.tune.space import trial_experiment
 from raybio.tune.trackers import Tracker, tracker_callbacks
 
@@ -57,6 +56,12 @@ class SweepSpec:
     # Downstream tasks each trial's final checkpoint is evaluated on (raybio/evaluate), and their seeds.
     eval_tasks: list[str] = field(default_factory=list)
     eval_seeds: int = 3
+    # Throughput probe after training ("off" where every trial had dedicated hardware).
+    probe: Literal["after", "off"] = "after"
+    probe_steps: int = 10
+    probe_rounds: int = 3
+    # Compute at which the report picks the best config (None: 10x the largest trial).
+    target_flops: float | None = None
 
     @property
     def budget(self) -> str:
@@ -95,7 +100,7 @@ def run_trial(
         exp.train.eval_every = 0
     trial_id = tune.get_context().get_trial_id()
     trainer = build_trainer(
-        exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[TuneReportCallback()]
+        exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[OrderedTuneReportCallback()]
     )
     result = trainer.fit()
     if eval_tasks:  # --eval-tasks: downstream scores of the final checkpoint, reported as one more result
@@ -155,6 +160,8 @@ class SweepOutcome:
     history: pd.DataFrame
     trials: list[TrialRun]
     wall_time_s: float
+    fit_wall_time_s: float  # Tuner.fit alone: the time the trials had (sweep utilisation)
+    concurrent_trials: int
 
 
 def run_sweep(spec: SweepSpec) -> SweepOutcome:
@@ -199,7 +206,11 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             name=spec.name,
             storage_path=tune_path,
             storage_filesystem=tune_fs,
-            callbacks=[TensorBoardCallback(tb_dir), *tracker_callbacks(spec.tracker, spec.name)],
+            callbacks=[
+                TensorBoardCallback(tb_dir),
+                ProgressLineCallback(list(spec.axes), None if spec.flop_budget else t.max_steps),
+                *tracker_callbacks(spec.tracker, spec.name),
+            ],
             verbose=1,
             # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
             # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.
@@ -215,13 +226,13 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
     if spec.resume and tune.Tuner.can_restore(restore_path, storage_filesystem=tune_fs):
         # Unfinished and errored trials run again (resuming their Train checkpoints); finished ones are kept.
         tuner = tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=tune_fs)
+    t_fit = time.time()
     grid = tuner.fit()
+    fit_wall_s = time.time() - t_fit
 
-    df = results_table(grid, spec.base)
+    df, history = results_table(grid, spec.base), history_table(grid)
     write_table(df, sweep_uri, "results")
-    history = history_table(grid)
     write_table(history, sweep_uri, "history")
-    write_hparams(df, list(spec.axes), tb_dir)
     wall = round(time.time() - t0, 1)
     storage.write_json(
         storage.join(sweep_uri, "sweep.json"),
@@ -242,7 +253,8 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             "wall_time_s": wall,
         },
     )
-    return SweepOutcome(spec, root, sweep_uri, tb_dir, df, history, _trial_runs(df, spec, root), wall)
+    trials = _trial_runs(df, spec, root)
+    return SweepOutcome(spec, root, sweep_uri, tb_dir, df, history, trials, wall, round(fit_wall_s, 1), concurrency)
 
 
 def _trial_runs(df: pd.DataFrame, spec: SweepSpec, root: str) -> list[TrialRun]:
