@@ -62,7 +62,7 @@ def test_manifest_lists_checksummed_shards_tokenizer_and_provenance(multiomic_co
     assert (proteins.records, proteins.modality) == (len(c.proteins), ["protein"])
     faa = proteins.files[0]
     assert faa.sha256 == hashlib.sha256(Path(faa.uri).read_bytes()).hexdigest()
-    assert m["rejected"] == {"empty": 0, "invalid_character": 0, "too_short": 0, "duplicate_id": 0}
+    assert m.rejected == {"empty": 0, "invalid_character": 0, "too_short": 0, "duplicate_id": 0}
 
 
 def test_windows_carry_modality_token_and_decode_back_to_the_sources(multiomic_corpus):

@@ -31,6 +31,7 @@ def _engines_worker(config: dict) -> None:
     from raybio.config import load_config
     from raybio.train import checkpoint
     from raybio.train.engine import build_engine
+    from raybio.train.state import TrainState, rng_state, set_rng_state
 
     rank, world = dist.get_rank(), dist.get_world_size()
     out: dict = {}
@@ -46,14 +47,14 @@ def _engines_worker(config: dict) -> None:
         losses = helpers.train_random_batches(engine, gen, STEPS)
         ckpt = Path(config["dir"]) / name
         ckpt.mkdir(exist_ok=True)
-        rank_state = {"rng": checkpoint.rng_state(gen)}
-        checkpoint.write(ckpt, engine, checkpoint.TrainState(step=STEPS, world_size=world), rank_state, rank, world)
+        rank_state = {"rng": rng_state(gen)}
+        checkpoint.write(ckpt, engine, TrainState(step=STEPS, world_size=world), rank_state, rank, world, files={})
         continued = helpers.train_random_batches(engine, gen, MORE)
 
         fresh = build()
         _, rank_state = checkpoint.read(ckpt, fresh, rank, world)
         fresh_gen = torch.Generator()
-        checkpoint.set_rng_state(rank_state["rng"], fresh_gen)
+        set_rng_state(rank_state["rng"], fresh_gen)
         resumed = helpers.train_random_batches(fresh, fresh_gen, MORE)
         weights = engine.full_state_dict()
         out[name] = {

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration  # starts Ray in subprocesses
 
 SHORT, LONG = 10, 60
 DRIVER = f"""
@@ -20,8 +23,6 @@ import sys
 from raybio.config import load_config
 from raybio.tune.args import SMOKE
 from raybio.tune.runner import SweepSpec, run_sweep
-
-pytestmark = pytest.mark.integration  # starts Ray in subprocesses
 
 # One worker per trial: both trials run at once on this 3-CPU cluster.
 base = load_config("tiny", overrides=SMOKE + ["train.checkpoint_every=5", "model.pattern=D"])

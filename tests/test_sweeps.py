@@ -12,8 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
-REPORT_SECTIONS = ["## Study", "## Results", "## Pareto front", "## Efficiency curves", "## Router anatomy",
-                   "## Reproduce"]  # fmt: skip
+REPORT_SECTIONS = ["## Study", "## Answer", "## Results", "## Pareto front", "## Loss vs compute and efficiency curves",
+                   "## Scaling fits", "## Router anatomy", "## Reproduce"]  # fmt: skip
 
 
 def run_smoke(study: str, root: Path, *extra: str) -> Path:
