@@ -83,16 +83,16 @@ def _fit_compute(logc: np.ndarray, loss: np.ndarray, p0: np.ndarray | None = Non
         if p0 is not None
         else [[e0, np.log(max(loss.max() - e0, 1e-6)) + a0 * logc.min(), a0] for a0 in (0.1, 0.3, 1.0)]
     )
+    lo, hi = np.array([0.0, -np.inf, 0.0]), np.array([loss.min(), np.inf, 5.0])
+    return _least_squares_from(starts, lambda p: _compute_model(p, logc) - loss, lo, hi)
+
+
+def _least_squares_from(starts, residuals, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The best of bounded `least_squares` fits from several starts (these surfaces have shallow local minima)."""
     best = None
     for x0 in starts:
-        lo, hi = [0.0, -np.inf, 0.0], [loss.min(), np.inf, 5.0]
-        res = least_squares(
-            lambda p: _compute_model(p, logc) - loss,
-            x0=np.clip(x0, np.array(lo) + 1e-12, np.array(hi) - 1e-12),
-            bounds=(lo, hi),
-            x_scale="jac",
-            max_nfev=MAX_NFEV,
-        )
+        res = least_squares(residuals, x0=np.clip(x0, lo + 1e-12, hi - 1e-12), bounds=(lo, hi), x_scale="jac",
+                            max_nfev=MAX_NFEV)  # fmt: skip
         if best is None or res.cost < best.cost:
             best = res
     return best.x
@@ -142,18 +142,7 @@ def _fit_chinchilla(x: np.ndarray, loss: np.ndarray, p0: np.ndarray | None = Non
     # A grid of starts, as Hoffmann et al. do: the surface has several shallow minima.
     grid = [[0.5 * loss.min(), gap, a0, gap, b0] for a0 in (0.2, 0.5, 1.0) for b0 in (0.2, 0.5, 1.0)]
     lo, hi = np.array([0.0, -np.inf, 0.0, -np.inf, 0.0]), np.array([loss.min(), np.inf, 5.0, np.inf, 5.0])
-    best = None
-    for x0 in [p0] if p0 is not None else grid:
-        res = least_squares(
-            lambda p: _chinchilla_model(p, x) - loss,
-            x0=np.clip(x0, lo + 1e-12, hi - 1e-12),
-            bounds=(lo, hi),
-            x_scale="jac",
-            max_nfev=MAX_NFEV,
-        )
-        if best is None or res.cost < best.cost:
-            best = res
-    return best.x
+    return _least_squares_from([p0] if p0 is not None else grid, lambda p: _chinchilla_model(p, x) - loss, lo, hi)
 
 
 def fit_chinchilla(
