@@ -77,6 +77,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from raybio.analysis.evaluation_report import write_evaluation_report
     from raybio.evaluate.protocols import EvalConfig
     from raybio.evaluate.routing_change import write_routing_change
     from raybio.evaluate.runner import evaluate, find_checkpoints, format_summary
@@ -85,7 +86,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         pooling=args.pooling, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train
     )
     checkpoints = [c for path in args.checkpoints for c in find_checkpoints(path)]
-    _, summary, _ = evaluate(
+    runs, summary, leakage = evaluate(
         checkpoints,
         [*args.tasks, *args.extra_tasks],
         cfg,
@@ -96,9 +97,16 @@ def _evaluate(args: argparse.Namespace) -> None:
         use_ray=not args.no_ray,
     )
     print(format_summary(summary))
+    conditions = (
+        f"{len(runs)} runs: checkpoints {', '.join(checkpoints)}; seeds {args.seeds}; protocols "
+        f"{', '.join(args.protocol)}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, pooling {cfg.pooling}"
+        + (f", train rows capped at {cfg.max_train} per task (stratified)" if cfg.max_train else "")
+        + "; validation carved from train, test used once per run."
+    )
+    report = write_evaluation_report(args.out, summary, leakage, conditions)
     if args.routing_change:
         write_routing_change(checkpoints, [*args.tasks, *args.extra_tasks], cfg, args.out)
-    print(f"runs: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv")
+    print(f"runs: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv, report: {report}")
 
 
 def _add_evaluate_args(p: argparse.ArgumentParser) -> None:

@@ -27,5 +27,8 @@ def test_evaluate_cli_runs_checkpoint_and_baselines_on_ray_and_writes_tables(tmp
     assert kmer["accuracy"] == 1.0 and kmer["accuracy_ci_low"] <= 1.0  # the motif is a 7-mer: trivially separable
     leaks = pd.read_csv(out / "downstream_leakage.csv")
     assert leaks.set_index("task").loc["motif", "exact"] > 0  # 80 rows of two sequences: test repeats train
+    report = (out / "downstream_report.md").read_text()
+    assert "## motif" in report and "**Answer:** pretrained fine-tune" in report and "re-split 80/20" in report
+    assert (out / "downstream_report.html").read_text().startswith("<!doctype html>")
     printed = capsys.readouterr().out
     assert "[8/8]" in printed and "kmer_logreg baseline" in printed and "near-duplicate" in printed
