@@ -112,7 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "model": {"d_model": 128, "n_layers": 4, "n_heads": 4, "max_seq_len": 512},
         "data": {"seq_len": 256},
-        "train": {"batch_size": 16, "max_steps": 240, "lr": 3e-3, "warmup_steps": 24, "checkpoint_every": 80},
+        "train": {"batch_size": 16, "max_steps": 200, "lr": 3e-3, "warmup_steps": 20, "checkpoint_every": 100},
     },
     **{
         name: {
