@@ -19,6 +19,12 @@ CONSOLE_NOISE = [
     r"Estimated parquet (encoding ratio|reader batch size)",
     r"The maximum number of concurrent tasks for 'ReadParquet'",
     r"has constructor arguments in the object store and max_restarts > 0",
+    # Ray Train / Ray Data lines repeated for every trial, checkpoint and epoch (raybio prints its own progress).
+    r"Checkpoint successfully created at",
+    r"Setting up process group for",
+    r"Progress bars disabled\. To enable",
+    r"(Execution plan of|Starting execution of) Dataset",
+    r"Dataset \S+ execution finished in",
 ]
 
 

@@ -119,7 +119,7 @@ class Trainer:
             self.engine.skip()
         if not self.guard.check(step, loss, grad_norm):
             self.state.nonfinite_steps += 1
-        return loss, float(out.aux_loss), float("nan") if grad_norm is None else grad_norm
+        return loss, out.aux_loss.detach().item(), float("nan") if grad_norm is None else grad_norm
 
     def _all_ranks_max(self, loss: torch.Tensor) -> float:
         """The loss if it is finite on every rank, else NaN everywhere: every rank skips together."""
