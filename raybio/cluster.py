@@ -52,16 +52,11 @@ RAY_DATA_ERROR_LOGGERS = ("ray.data._internal.execution.streaming_executor_state
 
 
 def _hide_input_errors(record: logging.LogRecord) -> bool:
-    from raybio.data.validate import InputError
+    from raybio.data.validate import input_error_in
 
     # Some of these records are logged inside `except` without exc_info: the exception is current.
-    err, seen = record.exc_info[1] if record.exc_info else sys.exc_info()[1], set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, InputError) or isinstance(getattr(err, "cause", None), InputError):
-            record.hide = True
-            break
-        err = err.__cause__ or err.__context__
+    if input_error_in(record.exc_info[1] if record.exc_info else sys.exc_info()[1]) is not None:
+        record.hide = True
     return True
 
 

@@ -22,7 +22,7 @@ from raybio.data.stages import PACK_BATCH, Stats, read_validate_split, tokenize_
 from raybio.data.summary import summary
 from raybio.data.tokenizer_io import build_tokenizer, tokenizer_from_json
 from raybio.data.tokenizers import MODALITIES, Tokenizer
-from raybio.data.validate import InputError
+from raybio.data.validate import InputError, input_error_in
 
 # Fields of DataConfig that change the shards (the others only change how they are read).
 SHARD_FIELDS = (
@@ -89,7 +89,7 @@ def prepare(cfg: DataConfig, out_uri: str, progress: bool = True) -> Manifest:
                 max_rows_per_file=cfg.rows_per_shard,
             )
         except Exception as err:  # a bad input inside a task: raise it as itself
-            bad = _input_error(err)
+            bad = input_error_in(err)
             if bad is None:
                 raise
             raise bad from None
@@ -173,21 +173,6 @@ class _data_context:
 
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = self.saved
-
-
-def _input_error(err: BaseException) -> InputError | None:
-    """The InputError inside a Ray task failure, if that is what it was."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        cause = getattr(err, "cause", None)  # a RayTaskError carries the task's own exception here
-        if isinstance(cause, InputError):
-            # Our messages are one line; Ray Data appends its retry advice after a newline.
-            return InputError(str(cause).split("\n", 1)[0])
-        if isinstance(err, InputError) and type(err) is InputError:
-            return err
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def default_shards_uri(storage_uri: str, cfg: DataConfig) -> str:

@@ -128,3 +128,18 @@ class Validator:
 def guess_modality(residues: bytes) -> str:
     """'protein' if any letter only amino acids use (E F I L P Q) appears, else 'dna'."""
     return "protein" if looks_like_protein(residues) else "dna"
+
+
+def input_error_in(err: BaseException | None) -> InputError | None:
+    """The InputError inside an exception chain (a Ray task failure carries it as `cause`), if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        cause = getattr(err, "cause", None)  # a RayTaskError carries the task's own exception here
+        if isinstance(cause, InputError):
+            # Our messages are one line; Ray Data appends its retry advice after a newline.
+            return InputError(str(cause).split("\n", 1)[0])
+        if isinstance(err, InputError) and type(err) is InputError:
+            return err
+        err = err.__cause__ or err.__context__
+    return None

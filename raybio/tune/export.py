@@ -98,9 +98,9 @@ def write_hparams(df: pd.DataFrame, axes: list[str], logdir: str) -> None:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
+    names = [*HPARAM_METRICS, *(c for c in df if c.startswith("downstream/") and not c.endswith(("_low", "_high")))]
     for _, row in df[df["status"] == "OK"].iterrows():
         hp = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in axes}
-        names = [*HPARAM_METRICS, *(c for c in df if c.startswith("downstream/") and not c.endswith(("_low", "_high")))]
         metrics = {f"hparams/{m}": float(row[m]) for m in names if pd.notna(row.get(m))}
         exp, ssi, sei = hparams(hp, metrics)
         with SummaryWriter(f"{logdir}/hparams/{row['trial_id']}") as w:

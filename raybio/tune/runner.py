@@ -165,7 +165,7 @@ class SweepOutcome:
 
 
 def run_sweep(spec: SweepSpec) -> SweepOutcome:
-    """Run the sweep to completion; write results, history, TensorBoard curves and hparams, sweep.json."""
+    """Run the sweep to completion; write results, history and sweep.json (analysis adds the rest)."""
     t0 = time.time()
     root = storage.absolute(spec.storage)
     sweep_uri = storage.join(root, spec.name)
