@@ -76,6 +76,12 @@ def print_summary(df: pd.DataFrame, axes: list[str], console: Console | None = N
 
 # Probe figures compare trials; in-training ones depend on which trials shared the machine.
 HEADERS = {
+    "val_loss": "val loss",
+    "val_loss_mask_only": "val loss (mask only)",
+    "init_val_loss": "untrained val loss",
+    "params_total": "params",
+    "params_active": "active params",
+    "flops_per_token_train": "train FLOPs/token",
     "probe/tokens_per_s": "probe tokens/s",
     "probe/tokens_per_s_spread": "probe spread",
     "probe/peak_memory_MiB": "probe peak MiB",
