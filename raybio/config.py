@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from raybio.data.config import DataConfig, S3Config, SourceConfig, TokenizerConfig
+from raybio.models.blocks import check_pattern
 from raybio.models.config import HyenaConfig, ModelConfig, MoEConfig
 from raybio.schema import ConfigError, Strict
 
@@ -84,7 +85,8 @@ class ExperimentConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="after")
-    def _check_expert_parallel(self) -> ExperimentConfig:
+    def _check_blocks_and_expert_parallel(self) -> ExperimentConfig:
+        check_pattern(self.model)  # the block registry owns the letters and what each block requires
         ep, t = self.model.moe.ep_size, self.train
         if ep > 1 and t.engine == "deepspeed" and t.zero_stage == 3:
             # DeepSpeed partitions parameters over the whole world in stage 3; its MoE path stops at stage 2.

@@ -2,7 +2,9 @@
 
 The vocabulary size is not part of the config: it belongs to the corpus' tokenizer and is
 passed when the model is built (`BioLM(cfg, vocab_size)`). Block letters are checked
-against the block registry (`raybio.models.blocks`), which owns what each letter means.
+against the block registry (`raybio.models.blocks`), which owns what each letter means,
+when an experiment is validated (`raybio.config.ExperimentConfig`) and when a model is built;
+this module imports no block code, so configs sit below the blocks they describe.
 """
 
 from __future__ import annotations
@@ -130,11 +132,6 @@ class ModelConfig(Strict):
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError(f"head dim d_model/n_heads = {self.d_model // self.n_heads} must be even for RoPE")
-        from raybio.models.blocks import check_pattern  # the registry owns the letters
-
-        check_pattern(self)
-        if self.n_layers % len(self.pattern):
-            raise ValueError(f"n_layers ({self.n_layers}) must be a multiple of len(pattern) ({len(self.pattern)})")
         return self
 
     @property

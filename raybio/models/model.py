@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raybio.data.tokenizers import IGNORE
-from raybio.models.blocks import block_spec
+from raybio.models.blocks import block_spec, check_pattern
 from raybio.models.config import ModelConfig
 from raybio.models.hyena import HyenaLite
 from raybio.models.layers import Rotary, make_norm
@@ -67,6 +67,7 @@ class BioLM(nn.Module):
         super().__init__()
         if vocab_size < 1:
             raise ValueError(f"vocab_size must be positive (got {vocab_size}); take it from the corpus tokenizer")
+        check_pattern(cfg)  # a ModelConfig built on its own has not met the block registry yet
         self.cfg, self.vocab_size = cfg, vocab_size
         self.embed = nn.Embedding(vocab_size, cfg.d_model)
         self.rotary = Rotary(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)

@@ -66,11 +66,14 @@ def has_experts(pattern: str) -> bool:
 
 
 def check_pattern(cfg: ModelConfig) -> None:
-    """ValueError naming unknown letters, or the first requirement a block of `cfg.pattern` misses."""
+    """ValueError naming unknown letters, a depth the pattern does not divide, or the first requirement
+    a block of `cfg.pattern` misses."""
     bad = sorted(set(cfg.pattern) - set(_REGISTRY))
     if not cfg.pattern or bad:
         allowed = ", ".join(f"{k} ({v.description})" for k, v in _REGISTRY.items())
         raise ValueError(f"pattern {cfg.pattern!r} has unknown block letters {bad}; allowed: {allowed}")
+    if cfg.n_layers % len(cfg.pattern):
+        raise ValueError(f"n_layers ({cfg.n_layers}) must be a multiple of len(pattern) ({len(cfg.pattern)})")
     for letter in sorted(set(cfg.pattern)):
         problem = _REGISTRY[letter].requires(cfg)
         if problem:
