@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import sys
 
 import ray
 
@@ -40,24 +38,6 @@ def quiet_console() -> None:
 
     for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
         dedup.skip_re = re.compile(pattern)
-    for name in RAY_DATA_ERROR_LOGGERS:
-        logging.getLogger(name).addFilter(_hide_input_errors)
-
-
-# Ray Data logs a failed task's whole traceback from these before re-raising it. For an
-# InputError (bad user input, e.g. an invalid character) raybio prints a one-line
-# file:line:col message instead, so the records are marked `hide`: Ray Data's console handler
-# drops them and its log file (<session>/logs/ray-data) keeps them.
-RAY_DATA_ERROR_LOGGERS = ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions")
-
-
-def _hide_input_errors(record: logging.LogRecord) -> bool:
-    from raybio.data.validate import input_error_in
-
-    # Some of these records are logged inside `except` without exc_info: the exception is current.
-    if input_error_in(record.exc_info[1] if record.exc_info else sys.exc_info()[1]) is not None:
-        record.hide = True
-    return True
 
 
 # Ray Data read tasks need a CPU share while training workers hold whole CPUs. A local

@@ -2,8 +2,9 @@
 
 import logging
 
-from raybio.cluster import CONSOLE_NOISE, _hide_input_errors, quiet_console
+from raybio.cluster import CONSOLE_NOISE, quiet_console
 from raybio.data.validate import InputError
+from raybio.data.validate import hide_input_errors as _hide_input_errors
 
 
 def _record(exc: BaseException | None) -> logging.LogRecord:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "raybio"
 LAYERS = {
     "raybio": 0,  # the package itself (its __init__ imports nothing)
     "raybio.schema": 0,
-    "raybio.cluster": 1,  # starts or attaches to Ray; data preparation uses it
+    "raybio.cluster": 0,  # starts or attaches to Ray; imports nothing of raybio
     "raybio.data": 1,
     "raybio.models": 2,
     "raybio.config": 3,  # the experiment: data + model + training configs

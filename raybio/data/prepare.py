@@ -22,7 +22,7 @@ from raybio.data.stages import PACK_BATCH, Stats, read_validate_split, tokenize_
 from raybio.data.summary import summary
 from raybio.data.tokenizer_io import build_tokenizer, tokenizer_from_json
 from raybio.data.tokenizers import MODALITIES, Tokenizer
-from raybio.data.validate import InputError, input_error_in
+from raybio.data.validate import InputError, input_error_in, keep_input_errors_off_the_console
 
 # Fields of DataConfig that change the shards (the others only change how they are read).
 SHARD_FIELDS = (
@@ -152,7 +152,8 @@ def _train_bpe(cfg: DataConfig, files: list[SourceFile], progress: bool):
 
 
 class _data_context:
-    """Deterministic (order-preserving) Ray Data execution, progress bars on request."""
+    """Deterministic (order-preserving) Ray Data execution, progress bars on request, and a bad input
+    inside a task reported as raybio's one line (Ray Data's traceback stays in its log file)."""
 
     def __init__(self, progress: bool):
         self.progress = progress
@@ -162,6 +163,7 @@ class _data_context:
 
         import ray.data
 
+        keep_input_errors_off_the_console()
         ctx = ray.data.DataContext.get_current()
         self.saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
         ctx.execution_options.preserve_order = True

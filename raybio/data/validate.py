@@ -9,6 +9,8 @@ a reason in `Rejects`, with the first example message kept for the prepare summa
 from __future__ import annotations
 
 import bisect
+import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -143,3 +145,26 @@ def input_error_in(err: BaseException | None) -> InputError | None:
             return err
         err = err.__cause__ or err.__context__
     return None
+
+
+# Ray Data logs a failed task's whole traceback from these before re-raising it. For an
+# InputError (bad user input, e.g. an invalid character) raybio prints a one-line
+# file:line:col message instead, so the records are marked `hide`: Ray Data's console handler
+# drops them and its log file (<session>/logs/ray-data) keeps them.
+RAY_DATA_ERROR_LOGGERS = ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions")
+
+
+def hide_input_errors(record: logging.LogRecord) -> bool:
+    """Logging filter: mark records about an InputError `hide` (console only); never drops a record."""
+    # Some of these records are logged inside `except` without exc_info: the exception is current.
+    if input_error_in(record.exc_info[1] if record.exc_info else sys.exc_info()[1]) is not None:
+        record.hide = True
+    return True
+
+
+def keep_input_errors_off_the_console() -> None:
+    """Install `hide_input_errors` on Ray Data's error loggers (idempotent)."""
+    for name in RAY_DATA_ERROR_LOGGERS:
+        logger = logging.getLogger(name)
+        if hide_input_errors not in logger.filters:
+            logger.addFilter(hide_input_errors)
