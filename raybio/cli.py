@@ -24,14 +24,14 @@ def _prepare(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from raybio.cluster import init_ray
     from raybio.data.prepare import default_shards_uri, prepare
-    from raybio.train.trainer import build_trainer
+    from raybio.train.trainer import ProgressLine, build_trainer
 
     exp = load_config(args.preset, args.config, args.set)
     root = storage.absolute(args.storage)
     init_ray()
     shards_uri = default_shards_uri(root, exp.data)
     manifest = prepare(exp.data, shards_uri)
-    result = build_trainer(exp, shards_uri, manifest, root, args.name).fit()
+    result = build_trainer(exp, shards_uri, manifest, root, args.name, [ProgressLine(exp.train.max_steps)]).fit()
     m = result.metrics or {}
     print(
         f"step {m.get('step')}: val_loss {m.get('val_loss', float('nan')):.4f} "

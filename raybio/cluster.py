@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import warnings
 
 import ray
 
@@ -23,6 +25,10 @@ CONSOLE_NOISE = [
     r"Progress bars disabled\. To enable",
     r"(Execution plan of|Starting execution of) Dataset",
     r"Dataset \S+ execution finished in",
+    r"Data sink Parquet finished\.",
+    r"Requesting resources: \{",
+    r"(Attempting to start|Started) training worker group of size",
+    r"^- \(ip=\S+ pid=\d+\) world_rank=",
 ]
 
 
@@ -38,6 +44,50 @@ def quiet_console() -> None:
 
     for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
         dedup.skip_re = re.compile(pattern)
+
+
+def is_noise(record: logging.LogRecord) -> bool:
+    """Whether a log record of this process is one of Ray's CONSOLE_NOISE lines."""
+    return re.search("|".join(CONSOLE_NOISE), record.getMessage(), re.MULTILINE) is not None
+
+
+def quiet_driver_console(log_file: str | None) -> None:
+    """Keep CONSOLE_NOISE that Ray logs in this driver process off its console (idempotent).
+
+    Ray Data logs plans, parquet estimates and progress hints here as well as in its tasks:
+    its console handler gets a filter (its session log file still has every line). Warnings
+    raised inside Ray's own modules go to `log_file` instead of stderr; all others are shown.
+    """
+    from ray.data._internal.logging import SessionFileHandler
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, SessionFileHandler) and _console_filter not in handler.filters:
+            handler.addFilter(_console_filter)
+    if log_file and not _RAY_WARNINGS.handlers:
+        _RAY_WARNINGS.addHandler(logging.FileHandler(log_file))
+        _RAY_WARNINGS.propagate = False
+    if _RAY_WARNINGS.handlers and not isinstance(warnings.showwarning, _RayWarningsToLog):
+        warnings.showwarning = _RayWarningsToLog(warnings.showwarning)
+
+
+def _console_filter(record: logging.LogRecord) -> bool:
+    return not is_noise(record)
+
+
+_RAY_WARNINGS = logging.getLogger("raybio.ray_warnings")
+
+
+class _RayWarningsToLog:
+    """A `warnings.showwarning` that logs warnings raised in Ray's modules and shows the rest as before."""
+
+    def __init__(self, show):
+        self.show = show
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if f"{os.sep}ray{os.sep}" in filename:
+            _RAY_WARNINGS.warning(warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+        else:
+            self.show(message, category, filename, lineno, file, line)
 
 
 # Ray Data read tasks need a CPU share while training workers hold whole CPUs. A local
@@ -67,7 +117,14 @@ def init_ray(num_cpus: int | None = None) -> dict:
             # The dashboard also serves the state API that Ray Train's cleanup polls.
             dashboard_host="127.0.0.1",
         )
+    quiet_driver_console(_session_log("raybio-driver-warnings.log"))
     return ray.cluster_resources()
+
+
+def _session_log(name: str) -> str | None:
+    """A file in this Ray session's log folder (None where this process has no session on disk)."""
+    node = ray._private.worker._global_node
+    return os.path.join(node.get_session_dir_path(), "logs", name) if node is not None else None
 
 
 def max_concurrent_trials(resources: dict, num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:

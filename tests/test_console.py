@@ -49,3 +49,33 @@ def test_rays_repeated_lines_are_skipped_when_forwarded_and_ours_are_not():
     for ours in ("[raybio] trial 1 (experts=2): step 100/240", "error: x.fa:3:5: invalid character"):
         assert not skip.search(ours)
     assert len(CONSOLE_NOISE) >= 5
+
+
+def test_rays_driver_side_noise_is_kept_off_the_console_and_in_its_log_files(tmp_path):
+    import warnings
+
+    import pytest
+    from ray.data._internal.logging import SessionFileHandler
+
+    from raybio.cluster import is_noise, quiet_driver_console
+
+    log = tmp_path / "driver-warnings.log"
+    quiet_driver_console(str(log))
+    quiet_driver_console(str(log))  # idempotent: one filter per handler
+    handlers = logging.getLogger("ray.data").handlers
+    console = [h for h in handlers if not isinstance(h, SessionFileHandler)]
+    assert console and all(sum(getattr(f, "__name__", "") == "_console_filter" for f in h.filters) == 1 for h in console)
+    plan = logging.LogRecord("ray.data.x", logging.INFO, "x.py", 1, "Execution plan of Dataset d_0: A -> B", None, None)
+    ours = logging.LogRecord("ray.data.x", logging.INFO, "x.py", 1, "Dataset failed: disk full", None, None)
+    assert is_noise(plan) and not is_noise(ours)
+    for h in console:
+        assert not h.filter(plan) and h.filter(ours)
+    assert all(h.filter(plan) for h in handlers if isinstance(h, SessionFileHandler))  # the log file keeps it
+
+    with pytest.warns(UserWarning, match="raybio's own") as shown:
+        warnings.simplefilter("always")
+        quiet_driver_console(None)  # pytest.warns replaced showwarning: wrap it again
+        warnings.warn_explicit("`x` is deprecated", DeprecationWarning, "/site-packages/ray/data/context.py", 7)
+        warnings.warn_explicit("raybio's own warning", UserWarning, "/work/raybio/thing.py", 3)
+    assert not [w for w in shown if "deprecated" in str(w.message)]
+    assert "`x` is deprecated" in log.read_text()

@@ -62,6 +62,27 @@ def build_trainer(
     )
 
 
+class ProgressLine(ray.train.UserCallback):
+    """One console line at each validation and at the end of a run: step, losses, tokens/s.
+
+    Ray Train calls it on its controller, whose output Ray forwards to the driver's console.
+    """
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max_steps
+
+    def after_report(self, run_context, metrics, checkpoint):
+        m = metrics[0]
+        if m.get("step") not in (m.get("val_step"), self.max_steps):
+            return
+        print(
+            f"[raybio] step {m['step']}/{self.max_steps}: train loss {m.get('loss', float('nan')):.4f} "
+            f"val loss {m.get('val_loss', float('nan')):.4f} {m.get('tokens_per_s', 0):,.0f} tokens/s"
+            + (" (checkpoint saved)" if checkpoint is not None else ""),
+            flush=True,
+        )
+
+
 def _ordered_ingest():
     """Ray Data ingest options with a deterministic split: every epoch deals the same rows to
     the same worker in the same order, which is what lets a resumed run skip to its position."""

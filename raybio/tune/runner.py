@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Literal
 import pandas as pd
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from raybio.cluster import init_ray, max_concurrent_trials
 from raybio.config import ExperimentConfig, validate
@@ -207,6 +209,9 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             storage_path=tune_path,
             storage_filesystem=tune_fs,
             callbacks=[
+                # Tune's own TensorBoard logger is off (see below): raybio writes one event file per trial.
+                CSVLoggerCallback(),
+                JsonLoggerCallback(),
                 TensorBoardCallback(tb_dir),
                 ProgressLineCallback(list(spec.axes), None if spec.flop_budget else t.max_steps),
                 *tracker_callbacks(spec.tracker, spec.name),
@@ -227,6 +232,9 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
         # Unfinished and errored trials run again (resuming their Train checkpoints); finished ones are kept.
         tuner = tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=tune_fs)
     t_fit = time.time()
+    # Without this Tune adds a TBXLoggerCallback: a second copy of every trial's curves under Ray's
+    # artifact folder, and a console hint pointing there rather than at <sweep>/tensorboard.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     grid = tuner.fit()
     fit_wall_s = time.time() - t_fit
 
