@@ -141,15 +141,20 @@ class Checkpointer:
 
     def __init__(self, every: int, reporter, files: dict[str, bytes], rank: int = 0, world: int = 1):
         self.every, self.reporter, self.files, self.rank, self.world = every, reporter, files, rank, world
+        self.seconds = 0.0  # spent writing and persisting checkpoints in this run
 
     def should_save(self, step: int, final: bool) -> bool:
         return final or bool(self.every and step % self.every == 0)
 
     def save(self, metrics: dict, engine, state: TrainState, rank_state: dict) -> None:
         """Collective: report `metrics` with a checkpoint of the current step from every rank."""
+        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="raybio-ckpt-") as tmp:
             write(Path(tmp), engine, state, rank_state, self.rank, self.world, self.files)
+            # This save's upload happens inside the report, so the report carries its write time only.
+            metrics = {**metrics, "checkpoint_time_s": self.seconds + time.perf_counter() - t0}
             self.reporter.report(metrics, checkpoint_dir=Path(tmp), name=f"checkpoint_step{state.step:08d}")
+        self.seconds += time.perf_counter() - t0
 
     def restore(self, engine) -> tuple[TrainState, dict] | None:
         """The latest checkpoint of the run (after a failure or a restart), loaded into `engine`, if any."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 
 import torch
 import torch.distributed as dist
@@ -36,12 +37,14 @@ class Evaluator:
         self.batch_size, self.batches, self.every = batch_size, batches, every
         self.precision, self.device, self.rank, self.world = precision, device, rank, world
         self.latest: dict[str, float] = {}
+        self.seconds = 0.0  # spent evaluating in this run (the sweep's utilisation accounts for it)
 
     def should_evaluate(self, step: int, final: bool) -> bool:
         return final or bool(self.every and step % self.every == 0)
 
     @torch.no_grad()
     def run(self, model: torch.nn.Module, step: int) -> dict[str, float]:
+        t0 = time.perf_counter()
         model.eval()
         sums = torch.zeros(4, dtype=torch.float64)  # loss·n, n, mask-only loss·n, n
         batches = list(itertools.islice(iter_batches(self.val_shard, self.batch_size), self.batches * self.world))
@@ -66,4 +69,5 @@ class Evaluator:
         if self.targets.objective == "mlm":
             result["val_loss_mask_only"] = (sums[2] / sums[3].clamp(min=1)).item()
         self.latest = {**result, "val_step": step}
+        self.seconds += time.perf_counter() - t0
         return result

@@ -61,6 +61,8 @@ class Trainer:
         self.state, static["resumed_from_step"] = self._restore_or_start(), 0
         if self.state.step:
             static |= {"resumed_from_step": self.state.step, "restore_time_s": time.perf_counter() - t0}
+        # Building the model, engine and data iterators (the initial evaluation counts as evaluation).
+        static["setup_time_s"] = time.perf_counter() - t0 - self.evaluator.seconds
         self.logger = MetricLogger(self.tcfg.log_every, static)
 
     def _restore_or_start(self) -> TrainState:
@@ -138,6 +140,7 @@ class Trainer:
             state.step, loss, aux, grad_norm, self.engine.lr, throughput=self.meter.summary(),
             initial=state.metrics["initial"], router=router_metrics(self.engine.raw_model),
             nonfinite={"nonfinite_steps": state.nonfinite_steps},
+            seconds={"eval_time_s": self.evaluator.seconds, "checkpoint_time_s": self.checkpointer.seconds},
             # Every report carries the latest evaluation (val_step says when), so searchers always find it.
             val=self.evaluator.latest,
         )  # fmt: skip

@@ -34,6 +34,9 @@ METRICS = [
     "world_size",
     "load_avg_1m",
     "time_total_s",  # Tune's: the trial's whole life, start-up to last report (for utilisation)
+    "setup_time_s",  # the trainer's own phases inside it (the final checkpoint's upload is not in these)
+    "eval_time_s",
+    "checkpoint_time_s",
 ]
 
 
