@@ -14,6 +14,15 @@ from raybio.tune.args import add_common_args, base_experiment
 from raybio.tune.runner import SweepSpec, run_sweep
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A named budget a study can run with `--budget NAME`: its corpus and training overrides."""
+
+    about: str  # one line for --help: what it trains and why it exists
+    overrides: list[str]
+    data: list[str] | None = None  # None: the study's own corpus
+
+
 @dataclass
 class Study:
     """Everything that makes one sweep script different from another."""
@@ -28,23 +37,36 @@ class Study:
     search_metric: Callable[[argparse.Namespace], tuple] = lambda args: ("val_loss", "min")
     data: list[str] = field(default_factory=lambda: ["bundled:ecoli"])
     smoke_data: list[str] | None = None  # None: the --smoke corpus (phage lambda)
+    budgets: dict[str, Budget] = field(default_factory=dict)
+    # What committed long runs of this study found (docs/findings.md), printed after every run's
+    # summary so a short run's numbers are read beside the evidence.
+    finding: str | None = None
 
 
 def parse(study: Study, argv: list[str] | None, doc: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, default_name=study.name, default_search=study.search)
-    study.add_args(parser.add_argument_group("study"))
+    g = parser.add_argument_group("study")
+    study.add_args(g)
+    if study.budgets:
+        g.add_argument(
+            "--budget",
+            choices=["default", *study.budgets],
+            default="default",
+            help="; ".join(f"{name}: {b.about}" for name, b in study.budgets.items()) + " (default: the preset's)",
+        )
     return parser.parse_args(argv)
 
 
 def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> None:
     """Parse flags, build the sweep, run it, write the report."""
     args = parse(study, argv, doc or study.question)
+    budget = study.budgets.get(getattr(args, "budget", "default"))
     if args.data is None:
-        args.data = (study.smoke_data if args.smoke else study.data) or None
+        args.data = (study.smoke_data if args.smoke else (budget and budget.data) or study.data) or None
     metric, mode = study.search_metric(args)
     try:
-        base = base_experiment(args, study.overrides(args))
+        base = base_experiment(args, study.overrides(args) + (budget.overrides if budget else []))
         spec = SweepSpec(
             name=args.name,
             question=study.question,
@@ -71,3 +93,5 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
         analyse_sweep(run_sweep(spec))
     except (ConfigError, ValueError) as err:
         sys.exit(f"error: {err}")
+    if study.finding:
+        print(f"[raybio] what the committed longer runs found (docs/findings.md): {study.finding}", flush=True)

@@ -25,6 +25,7 @@ from raybio.data.validate import InputError, Policy, Rejects, Validator, guess_m
 BUNDLED = {
     "ecoli": "ecoli_K12_MG1655_NC_000913.2.fa.gz",
     "ecoli_proteins": "ecoli_mg1655_proteins.faa.gz",
+    "human_chr22": "human_chr22_20-21Mb_GRCh37.fa.gz",
     "lambda": "lambda_phage_NC_001416.1.fa",
     "phix": "phiX174_NC_001422.1.fa",
 }

@@ -225,7 +225,7 @@ SPECIES_GENOMES = {
     "E. coli": BUNDLED / "ecoli_K12_MG1655_NC_000913.2.fa.gz",
     "S. aureus": DATA / "saureus_USA300_FPR3757_CP000255-CP000258.fa.gz",
     "C. diphtheriae": DATA / "cdiphtheriae_NCTC11397_NZ_LN831026.1.fa.gz",
-    "human chr22": DATA / "human_chr22_20-21Mb_GRCh37.fa.gz",
+    "human chr22": BUNDLED / "human_chr22_20-21Mb_GRCh37.fa.gz",
 }
 SPECIES_WINDOW, SPECIES_BLOCK = 256, 20_000
 SPECIES_PER_GENOME = {"train": 500, "test": 125}  # downsampled so a fine-tune takes seconds, not hours
