@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raybio.analysis.sweep import analyse_sweep
-from raybio.config import ConfigError
+from raybio.config import ConfigError, ExperimentConfig
 from raybio.tune.args import add_common_args, base_experiment
 from raybio.tune.runner import SweepSpec, run_sweep
 
@@ -58,15 +58,20 @@ def parse(study: Study, argv: list[str] | None, doc: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> None:
-    """Parse flags, build the sweep, run it, write the report."""
-    args = parse(study, argv, doc or study.question)
+def base_config(study: Study, args: argparse.Namespace) -> ExperimentConfig:
+    """The experiment every trial starts from: the budget's (or study's) corpus, its overrides, the flags."""
     budget = study.budgets.get(getattr(args, "budget", "default"))
     if args.data is None:
         args.data = (study.smoke_data if args.smoke else (budget and budget.data) or study.data) or None
+    return base_experiment(args, study.overrides(args) + (budget.overrides if budget else []))
+
+
+def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> None:
+    """Parse flags, build the sweep, run it, write the report."""
+    args = parse(study, argv, doc or study.question)
     metric, mode = study.search_metric(args)
     try:
-        base = base_experiment(args, study.overrides(args) + (budget.overrides if budget else []))
+        base = base_config(study, args)
         spec = SweepSpec(
             name=args.name,
             question=study.question,

@@ -10,7 +10,7 @@ token budget. With no arguments: local Ray, the bundled E. coli genome, CPU, `ti
 
 from __future__ import annotations
 
-from raybio.study import Study, run_study
+from raybio.study import Budget, Study, run_study
 
 
 def add_args(g) -> None:
@@ -31,6 +31,21 @@ STUDY = Study(
     add_args=add_args,
     axes=axes,
     overrides=lambda args: [f"model.moe.top_k={args.top_k}"],
+    budgets={
+        # The committed longer run of docs/findings.md (run it with --experts 1 8 and train.seed=0 / 1).
+        "long": Budget(
+            about="600 steps on human chr22 + E. coli + its proteins (multi-omic 3-mers), the findings run",
+            data=["bundled:human_chr22", "bundled:ecoli", "bundled:ecoli_proteins"],
+            overrides=[
+                "data.tokenizer.kind=multiomic",
+                "data.tokenizer.k=3",
+                "train.max_steps=600",
+                "train.warmup_steps=60",
+                "train.eval_every=100",
+                "train.checkpoint_every=0",
+            ],
+        )
+    },
 )
 
 

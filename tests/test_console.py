@@ -64,7 +64,8 @@ def test_rays_driver_side_noise_is_kept_off_the_console_and_in_its_log_files(tmp
     quiet_driver_console(str(log))  # idempotent: one filter per handler
     handlers = logging.getLogger("ray.data").handlers
     console = [h for h in handlers if not isinstance(h, SessionFileHandler)]
-    assert console and all(sum(getattr(f, "__name__", "") == "_console_filter" for f in h.filters) == 1 for h in console)
+    ours_per_handler = [sum(getattr(f, "__name__", "") == "_console_filter" for f in h.filters) for h in console]
+    assert console and ours_per_handler == [1] * len(console)
     plan = logging.LogRecord("ray.data.x", logging.INFO, "x.py", 1, "Execution plan of Dataset d_0: A -> B", None, None)
     ours = logging.LogRecord("ray.data.x", logging.INFO, "x.py", 1, "Dataset failed: disk full", None, None)
     assert is_noise(plan) and not is_noise(ours)

@@ -1,0 +1,50 @@
+"""A study's named budgets: `--budget NAME` swaps in its corpus and overrides; explicit flags still win."""
+
+import argparse
+
+from raybio.study import Budget, Study, base_config, parse
+
+STUDY = Study(
+    name="toy",
+    question="?",
+    add_args=lambda g: None,
+    axes=lambda args: {"experts": [1, 2]},
+    budgets={"long": Budget(about="longer", data=["bundled:lambda"], overrides=["train.max_steps=600"])},
+)
+
+
+def _experiment(argv):
+    args = parse(STUDY, argv, "")
+    return args, base_config(STUDY, args)
+
+
+def test_budget_long_trains_its_own_corpus_and_steps():
+    args, exp = _experiment(["--budget", "long"])
+    assert args.budget == "long" and exp.train.max_steps == 600
+    assert exp.data.sources == ["bundled:lambda"]
+
+
+def test_default_budget_keeps_the_preset_and_explicit_flags_beat_the_budget():
+    _, default = _experiment([])
+    assert default.train.max_steps == 200
+    _, flagged = _experiment(["--budget", "long", "--max-steps", "50"])
+    assert flagged.train.max_steps == 50
+
+
+def test_studies_without_budgets_have_no_budget_flag():
+    plain = Study(name="plain", question="?", add_args=lambda g: None, axes=lambda a: {})
+    try:
+        parse(plain, ["--budget", "long"], "")
+    except SystemExit:
+        return
+    raise AssertionError("--budget accepted by a study that defines none")
+
+
+def test_expert_count_long_budget_is_the_multiomic_findings_run():
+    import runpy
+
+    study = runpy.run_path("sweeps/expert_count.py")["STUDY"]
+    long = study.budgets["long"]
+    assert long.data == ["bundled:human_chr22", "bundled:ecoli", "bundled:ecoli_proteins"]
+    assert "data.tokenizer.kind=multiomic" in long.overrides and "train.max_steps=600" in long.overrides
+    assert isinstance(parse(study, ["--budget", "long"], ""), argparse.Namespace)
