@@ -33,10 +33,12 @@ def _train(args: argparse.Namespace) -> None:
     manifest = prepare(exp.data, shards_uri)
     result = build_trainer(exp, shards_uri, manifest, root, args.name, [ProgressLine(exp.train.max_steps)]).fit()
     m = result.metrics or {}
+    mfu = m.get("mfu", float("nan"))  # only where the device's peak FLOP/s is known (GPUs)
     print(
         f"step {m.get('step')}: val_loss {m.get('val_loss', float('nan')):.4f} "
         f"(untrained {m.get('init_val_loss', float('nan')):.4f}), {m.get('tokens_per_s', 0):,.0f} tokens/s, "
-        f"MFU {m.get('mfu', float('nan')):.1%}, peak memory {m.get('peak_memory_bytes', 0) / 2**20:,.0f} MiB; "
+        + (f"MFU {mfu:.1%}, " if mfu == mfu else "")
+        + f"peak memory {m.get('peak_memory_bytes', 0) / 2**20:,.0f} MiB; "
         f"checkpoint {result.checkpoint.path if result.checkpoint else None}"
     )
 
@@ -77,18 +79,26 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    import os
+    import platform
+    import time
+
+    import torch
+
     from raybio.analysis.evaluation_report import write_evaluation_report
     from raybio.evaluate.protocols import EvalConfig
     from raybio.evaluate.routing_change import write_routing_change
     from raybio.evaluate.runner import evaluate, find_checkpoints, format_summary
 
+    t0 = time.time()
     cfg = EvalConfig(
         pooling=args.pooling, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train
     )
     checkpoints = [c for path in args.checkpoints for c in find_checkpoints(path)]
+    tasks = [*args.tasks, *args.extra_tasks]
     runs, summary, leakage = evaluate(
         checkpoints,
-        [*args.tasks, *args.extra_tasks],
+        tasks,
         cfg,
         args.seeds,
         tuple(args.protocol),
@@ -97,15 +107,16 @@ def _evaluate(args: argparse.Namespace) -> None:
         use_ray=not args.no_ray,
     )
     print(format_summary(summary))
+    routing = write_routing_change(checkpoints, tasks, cfg, args.out) if args.routing_change else None
     conditions = (
-        f"{len(runs)} runs: checkpoints {', '.join(checkpoints)}; seeds {args.seeds}; protocols "
+        f"{len(runs)} runs: seeds {args.seeds}; protocols "
         f"{', '.join(args.protocol)}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, pooling {cfg.pooling}"
         + (f", train rows capped at {cfg.max_train} per task (stratified)" if cfg.max_train else "")
-        + "; validation carved from train, test used once per run."
+        + "; validation carved from train, test used once per run. "
+        + f"{time.strftime('%Y-%m-%d', time.localtime(t0))}, {platform.machine()} {platform.system()}, "
+        + f"{os.cpu_count()} CPU cores, torch {torch.__version__}; wall time {time.time() - t0:.0f} s."
     )
-    report = write_evaluation_report(args.out, summary, leakage, conditions)
-    if args.routing_change:
-        write_routing_change(checkpoints, [*args.tasks, *args.extra_tasks], cfg, args.out)
+    report = write_evaluation_report(args.out, summary, leakage, conditions, checkpoints, routing)
     print(f"runs: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv, report: {report}")
 
 

@@ -9,10 +9,13 @@ saying when the intervals overlap (then the data cannot tell them apart).
 from __future__ import annotations
 
 import html
+import json
 
 import pandas as pd
 
 from raybio.data import storage
+from raybio.models.pretrained import CONFIG_FILE
+from raybio.train.checkpoint import TRAIN_STATE
 
 METRICS = ("accuracy", "mcc", "macro_f1", "auroc", "recall_at_1", "recall_at_10", "mrr")
 CAVEAT = (
@@ -54,10 +57,42 @@ def answer(group: pd.DataFrame, metric: str) -> str:
     return f"pretrained fine-tune {', and '.join(parts)} in {metric}" if parts else "nothing to compare with"
 
 
-def write_evaluation_report(out_dir: str, summary: pd.DataFrame, leakage: pd.DataFrame, conditions: str) -> str:
+def pretraining(checkpoint: str) -> str:
+    """One line on what a checkpoint is and how it was pretrained (from its config and train state)."""
+    exp = json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG_FILE)))["experiment"]
+    m, d, t = exp["model"], exp["data"], exp["train"]
+    moe = m.get("moe", {})
+    experts = f", {moe['num_experts']} experts top-{moe['top_k']} ({moe['router']})" if "A" in m["pattern"] else ""
+    what = f"pattern {m['pattern']}, {m['n_layers']} layers × d_model {m['d_model']}{experts}, {m['objective']}"
+    try:
+        state = json.loads(storage.read_bytes(storage.join(checkpoint, TRAIN_STATE)))
+    except FileNotFoundError:
+        return f"{checkpoint}: {what}; no train state (not trained by raybio train)"
+    tokens = state["step"] * t["batch_size"] * t["num_workers"] * d["seq_len"]
+    val, init = state["metrics"]["latest_val"].get("val_loss"), state["metrics"]["initial"].get("init_val_loss")
+    tok = d["tokenizer"]
+    return (
+        f"{checkpoint}: {what}; pretrained {state['step']:,} steps ({tokens / 1e6:.1f} M tokens) on "
+        f"{', '.join(map(str, d['sources']))} ({tok['kind']} tokenizer, k={tok.get('k')}); "
+        f"val loss {val:.4f} (untrained {init:.4f})"
+    )
+
+
+def write_evaluation_report(
+    out_dir: str,
+    summary: pd.DataFrame,
+    leakage: pd.DataFrame,
+    conditions: str,
+    checkpoints: list[str] = (),
+    routing: pd.DataFrame | None = None,
+) -> str:
     """downstream_report.md and .html under `out_dir`; returns the HTML's URI."""
     md = ["# raybio downstream evaluation", "", conditions, "", CAVEAT, ""]
     body = [f"<h1>raybio downstream evaluation</h1><p>{html.escape(conditions)}</p><p>{html.escape(CAVEAT)}</p>"]
+    if checkpoints:
+        lines = [pretraining(c) for c in checkpoints]
+        md += ["## Checkpoints", "", *[f"- {line}" for line in lines], ""]
+        body += ["<h2>Checkpoints</h2><ul>", *[f"<li>{html.escape(line)}</li>" for line in lines], "</ul>"]
     for task, group in summary.groupby("task", sort=False):
         metrics = [m for m in METRICS if m in group and group[m].notna().any()]
         headline = "recall_at_1" if "recall_at_1" in metrics else "accuracy"
@@ -69,6 +104,15 @@ def write_evaluation_report(out_dir: str, summary: pd.DataFrame, leakage: pd.Dat
     if not leakage.empty:
         md += ["## Train/test leakage", "", leakage.to_markdown(index=False), ""]
         body += ["<h2>Train/test leakage</h2>", leakage.to_html(index=False)]
+    if routing is not None and not routing.empty:
+        about = (
+            "Per MoE layer, the mean pairwise Jensen–Shannon divergence between the classification tasks' "
+            "expert-usage distributions, through the pretrained backbone (before) and through each task's own "
+            "fine-tuned backbone (after; seed 0)."
+        )
+        table = routing.round(5)
+        md += ["## Routing change by fine-tuning", "", about, "", table.to_markdown(index=False), ""]
+        body += [f"<h2>Routing change by fine-tuning</h2><p>{html.escape(about)}</p>", table.to_html(index=False)]
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
     )

@@ -53,8 +53,10 @@ def routing_change(checkpoint: str, tasks: list[str], cfg: EvalConfig, seed: int
     )
 
 
-def write_routing_change(checkpoints: list[str], tasks: list[str], cfg: EvalConfig, out: str) -> None:
-    """routing_change.{csv,parquet}: one row per (checkpoint, MoE layer); dense checkpoints are skipped, said so."""
+def write_routing_change(checkpoints: list[str], tasks: list[str], cfg: EvalConfig, out: str) -> pd.DataFrame | None:
+    """routing_change.{csv,parquet}: one row per (checkpoint, MoE layer); dense checkpoints are skipped, said so.
+
+    Returns the table (None when no checkpoint has MoE layers)."""
     from raybio.evaluate.runner import write_table
 
     frames = []
@@ -67,3 +69,5 @@ def write_routing_change(checkpoints: list[str], tasks: list[str], cfg: EvalConf
         df = pd.concat(frames, ignore_index=True)
         write_table(df, out, "routing_change")
         print(df.to_string(index=False))
+        return df
+    return None
