@@ -66,6 +66,11 @@ def base_config(study: Study, args: argparse.Namespace) -> ExperimentConfig:
     return base_experiment(args, study.overrides(args) + (budget.overrides if budget else []))
 
 
+def study_axes(study: Study, args: argparse.Namespace) -> dict[str, list]:
+    """The study's axes, plus a `train.seed` axis when `--train-seeds` asks for several seeds."""
+    return study.axes(args) | ({"train.seed": args.train_seeds} if args.train_seeds else {})
+
+
 def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> None:
     """Parse flags, build the sweep, run it, write the report."""
     args = parse(study, argv, doc or study.question)
@@ -75,7 +80,7 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
         spec = SweepSpec(
             name=args.name,
             question=study.question,
-            axes=study.axes(args),
+            axes=study_axes(study, args),
             base=base,
             storage=args.storage,
             search=args.search,

@@ -2,7 +2,7 @@
 
 import argparse
 
-from raybio.study import Budget, Study, base_config, parse
+from raybio.study import Budget, Study, base_config, parse, study_axes
 
 STUDY = Study(
     name="toy",
@@ -48,3 +48,13 @@ def test_expert_count_long_budget_is_the_multiomic_findings_run():
     assert long.data == ["bundled:human_chr22", "bundled:ecoli", "bundled:ecoli_proteins"]
     assert "data.tokenizer.kind=multiomic" in long.overrides and "train.max_steps=600" in long.overrides
     assert isinstance(parse(study, ["--budget", "long"], ""), argparse.Namespace)
+
+
+def test_train_seeds_repeat_every_config_once_per_seed():
+    from raybio.tune.space import trial_experiment
+
+    args = parse(STUDY, ["--train-seeds", "0", "1"], "")
+    assert study_axes(STUDY, args) == {"experts": [1, 2], "train.seed": [0, 1]}
+    assert study_axes(STUDY, parse(STUDY, [], "")) == {"experts": [1, 2]}
+    base = base_config(STUDY, args)
+    assert trial_experiment(base, {"train.seed": 1}).train.seed == 1

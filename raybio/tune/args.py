@@ -55,6 +55,13 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         "--flop-budget", type=float, help="equal compute: training FLOPs per trial (default: equal tokens, --max-steps)"
     )
     g.add_argument("--seed", type=int, default=0, help="search seed")
+    g.add_argument(
+        "--train-seeds",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="train every config once per seed (a train.seed axis), so results show the spread over seeds",
+    )
     g = parser.add_argument_group("downstream evaluation (docs/evaluation.md)")
     g.add_argument(
         "--eval-tasks",
