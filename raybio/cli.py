@@ -165,6 +165,24 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {out['html']}\nmarkdown: {out['markdown']}")
 
 
+def _anatomy(args: argparse.Namespace) -> None:
+    import json
+
+    from raybio.analysis.anatomy import anatomy_table, checkpoint_anatomy
+    from raybio.config import ExperimentConfig
+    from raybio.models.pretrained import CONFIG_FILE
+
+    ckpt, corpus = storage.absolute(args.checkpoint), storage.absolute(args.corpus)
+    exp = ExperimentConfig.model_validate(json.loads(storage.read_bytes(storage.join(ckpt, CONFIG_FILE)))["experiment"])
+    anatomy = checkpoint_anatomy(exp, ckpt, corpus)
+    table = anatomy_table(anatomy)
+    print(f"routing divergence between {' and '.join(anatomy['tags'])} (mean pairwise JS per MoE layer), {ckpt}:")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+    if args.out:
+        storage.write_json(args.out, anatomy)
+        print(f"anatomy: {args.out}")
+
+
 def _add_prepare_args(parser: argparse.ArgumentParser) -> None:
     """Flags of `raybio prepare` (the config flags --preset/--config/--set come from the CLI)."""
     g = parser.add_argument_group("corpus")
@@ -247,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="fine-tune / probe checkpoints on downstream tasks, beside baselines (on Ray)")
     _add_evaluate_args(p)
     p.set_defaults(fn=_evaluate)
+    p = sub.add_parser("anatomy", help="routing per tag (modality or record) of an MoE checkpoint, at init and trained")
+    p.add_argument("checkpoint", help="checkpoint directory written by raybio train or a sweep")
+    p.add_argument("--corpus", required=True, help="the prepared corpus it trained on (folder with manifest.json)")
+    p.add_argument("--out", help="also write the full anatomy (usage, JS, preferences) as JSON here")
+    p.set_defaults(fn=_anatomy)
     p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
     p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
     p.set_defaults(fn=_report)

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
+from raybio.config import ExperimentConfig
 from raybio.data import storage
 from raybio.data.manifest import Manifest, load_manifest
 from raybio.models.blocks import has_experts
@@ -60,6 +61,22 @@ def trial_anatomy(model: torch.nn.Module, tokens: torch.Tensor, tags: list[str],
     }
 
 
+def checkpoint_anatomy(experiment: ExperimentConfig, checkpoint_uri: str, shards_uri: str) -> dict:
+    """Anatomy of a trained MoE checkpoint beside its exact untrained start (rebuilt from the training seed)."""
+    manifest = load_manifest(shards_uri)
+    trained_model = load_pretrained(checkpoint_uri)
+    tokens, tags = tagged_windows(shards_uri, manifest)
+    vocab = trained_model.tokenizer.vocab
+    torch.manual_seed(experiment.train.seed)  # the training loop's init
+    init = trial_anatomy(BioLM(experiment.model, manifest.tokenizer.vocab_size), tokens, tags, vocab)
+    trained = trial_anatomy(trained_model.model, tokens, tags, vocab)
+    trained["init_js_by_layer"] = init["js_by_layer"]
+    trained["init_js_mean"] = init["js_mean"]
+    trained["js_change"] = trained["js_mean"] - init["js_mean"]
+    trained["tags"] = sorted(set(tags))
+    return trained
+
+
 def sweep_anatomy(trials: list[TrialRun], sweep_uri: str, tb_dir: str) -> dict:
     """Anatomy of every finished MoE trial; writes anatomy.json, TensorBoard heatmaps and scalars."""
     from torch.utils.tensorboard import SummaryWriter
@@ -68,25 +85,32 @@ def sweep_anatomy(trials: list[TrialRun], sweep_uri: str, tb_dir: str) -> dict:
     for trial in trials:
         if not (trial.ok and trial.checkpoint_uri and has_experts(trial.experiment.model.pattern)):
             continue
-        manifest = load_manifest(trial.shards_uri)
-        trained_model = load_pretrained(trial.checkpoint_uri)
-        tokens, tags = tagged_windows(trial.shards_uri, manifest)
-        vocab = trained_model.tokenizer.vocab
-        torch.manual_seed(trial.experiment.train.seed)  # the training loop's init
-        init = trial_anatomy(BioLM(trial.experiment.model, manifest.tokenizer.vocab_size), tokens, tags, vocab)
-        trained = trial_anatomy(trained_model.model, tokens, tags, vocab)
-        trained["init_js_by_layer"] = init["js_by_layer"]
-        trained["init_js_mean"] = init["js_mean"]
-        trained["js_change"] = trained["js_mean"] - init["js_mean"]
+        trained = checkpoint_anatomy(trial.experiment, trial.checkpoint_uri, trial.shards_uri)
         trained["params"] = trial.params
         out[trial.trial_id] = trained
         with SummaryWriter(f"{tb_dir}/trials/{trial.label}") as w:
             for layer, js in trained["js_by_layer"].items():
                 w.add_scalar("anatomy/js_divergence_by_layer", js, int(layer))
-                w.add_scalar("anatomy/init_js_divergence_by_layer", init["js_by_layer"][layer], int(layer))
+                w.add_scalar("anatomy/init_js_divergence_by_layer", trained["init_js_by_layer"][layer], int(layer))
             w.add_image("anatomy/expert_usage_layer_x_expert", usage_heatmap(trained["usage"]), 0, dataformats="HW")
     storage.write_json(storage.join(sweep_uri, "anatomy.json"), out)
     return out
+
+
+def anatomy_table(anatomy: dict) -> pd.DataFrame:
+    """Per layer: JS divergence between tags at init and trained, its change, and dead experts."""
+    return pd.DataFrame(
+        [
+            {
+                "layer": int(layer),
+                "js_init": anatomy["init_js_by_layer"][layer],
+                "js_trained": js,
+                "js_change": js - anatomy["init_js_by_layer"][layer],
+                "dead_experts": anatomy["dead_experts_by_layer"][layer],
+            }
+            for layer, js in sorted(anatomy["js_by_layer"].items(), key=lambda kv: int(kv[0]))
+        ]
+    )
 
 
 def usage_heatmap(usage: dict[str, dict[str, list]]) -> np.ndarray:
