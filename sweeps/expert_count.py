@@ -35,7 +35,8 @@ STUDY = Study(
         "at equal active compute, MoE has not beaten dense in any run on this corpus so far: not at 60 steps "
         "(docs/reports/expert_count-2026-12-02, gaps within one seed's noise) nor in any demo run (200-240 steps: "
         "dense best or within 0.004 nats of the best, 4 and 8 experts behind it each time), so the papers' "
-        "advantage does not appear at CPU budgets here. The next test, 600 steps on a human + bacterial + protein corpus with two seeds, is "
+        "advantage does not appear at CPU budgets here. The next test, 600 steps on a human + bacterial + "
+        "protein corpus with two seeds, is "
         "`python sweeps/expert_count.py --budget long --experts 1 8 --train-seeds 0 1` (not yet run to the end)"
     ),
     budgets={
