@@ -63,11 +63,22 @@ def quiet_driver_console(log_file: str | None) -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if not isinstance(handler, SessionFileHandler) and _console_filter not in handler.filters:
             handler.addFilter(_console_filter)
-    if log_file and not _RAY_WARNINGS.handlers:
-        _RAY_WARNINGS.addHandler(logging.FileHandler(log_file))
-        _RAY_WARNINGS.propagate = False
+    if log_file:
+        _log_ray_warnings_to(log_file)
     if _RAY_WARNINGS.handlers and not isinstance(warnings.showwarning, _RayWarningsToLog):
         warnings.showwarning = _RayWarningsToLog(warnings.showwarning)
+
+
+def _log_ray_warnings_to(log_file: str) -> None:
+    """Send Ray's warnings to `log_file` (a new Ray session in this process replaces the previous file)."""
+    files = [h for h in _RAY_WARNINGS.handlers if isinstance(h, logging.FileHandler)]
+    if any(h.baseFilename == os.path.abspath(log_file) for h in files):
+        return
+    for handler in files:
+        _RAY_WARNINGS.removeHandler(handler)
+        handler.close()
+    _RAY_WARNINGS.addHandler(logging.FileHandler(log_file))
+    _RAY_WARNINGS.propagate = False
 
 
 def _console_filter(record: logging.LogRecord) -> bool:
