@@ -38,8 +38,8 @@ class Study:
     data: list[str] = field(default_factory=lambda: ["bundled:ecoli"])
     smoke_data: list[str] | None = None  # None: the --smoke corpus (phage lambda)
     budgets: dict[str, Budget] = field(default_factory=dict)
-    # What committed long runs of this study found (docs/findings.md), printed after every run's
-    # summary so a short run's numbers are read beside the evidence.
+    # What the committed runs of this study have shown so far (docs/findings.md), printed after
+    # every run's summary so a short run's numbers are read beside the evidence.
     finding: str | None = None
 
 
@@ -104,4 +104,4 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
     except (ConfigError, ValueError) as err:
         sys.exit(f"error: {err}")
     if study.finding:
-        print(f"[raybio] what the committed longer runs found (docs/findings.md): {study.finding}", flush=True)
+        print(f"[raybio] the evidence so far (docs/findings.md): {study.finding}", flush=True)
