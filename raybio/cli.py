@@ -166,15 +166,11 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _anatomy(args: argparse.Namespace) -> None:
-    import json
-
     from raybio.analysis.anatomy import anatomy_table, checkpoint_anatomy
-    from raybio.config import ExperimentConfig
-    from raybio.models.pretrained import CONFIG_FILE
+    from raybio.train.checkpoint import read_experiment
 
     ckpt, corpus = storage.absolute(args.checkpoint), storage.absolute(args.corpus)
-    exp = ExperimentConfig.model_validate(json.loads(storage.read_bytes(storage.join(ckpt, CONFIG_FILE)))["experiment"])
-    anatomy = checkpoint_anatomy(exp, ckpt, corpus)
+    anatomy = checkpoint_anatomy(read_experiment(ckpt), ckpt, corpus)
     table = anatomy_table(anatomy)
     print(f"routing divergence between {' and '.join(anatomy['tags'])} (mean pairwise JS per MoE layer), {ckpt}:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}"))

@@ -46,9 +46,12 @@ def quiet_console() -> None:
         dedup.skip_re = re.compile(pattern)
 
 
+_NOISE_RE = re.compile("|".join(CONSOLE_NOISE), re.MULTILINE)
+
+
 def is_noise(record: logging.LogRecord) -> bool:
     """Whether a log record of this process is one of Ray's CONSOLE_NOISE lines."""
-    return re.search("|".join(CONSOLE_NOISE), record.getMessage(), re.MULTILINE) is not None
+    return _NOISE_RE.search(record.getMessage()) is not None
 
 
 def quiet_driver_console(log_file: str | None) -> None:

@@ -9,13 +9,12 @@ saying when the intervals overlap (then the data cannot tell them apart).
 from __future__ import annotations
 
 import html
-import json
 
 import pandas as pd
 
 from raybio.data import storage
-from raybio.models.pretrained import CONFIG_FILE
-from raybio.train.checkpoint import TRAIN_STATE
+from raybio.models.blocks import has_experts
+from raybio.train.checkpoint import read_experiment, read_train_state
 
 METRICS = ("accuracy", "mcc", "macro_f1", "auroc", "recall_at_1", "recall_at_10", "mrr")
 CAVEAT = (
@@ -59,21 +58,19 @@ def answer(group: pd.DataFrame, metric: str) -> str:
 
 def pretraining(checkpoint: str) -> str:
     """One line on what a checkpoint is and how it was pretrained (from its config and train state)."""
-    exp = json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG_FILE)))["experiment"]
-    m, d, t = exp["model"], exp["data"], exp["train"]
-    moe = m.get("moe", {})
-    experts = f", {moe['num_experts']} experts top-{moe['top_k']} ({moe['router']})" if "A" in m["pattern"] else ""
-    what = f"pattern {m['pattern']}, {m['n_layers']} layers × d_model {m['d_model']}{experts}, {m['objective']}"
+    exp = read_experiment(checkpoint)
+    m, d, t = exp.model, exp.data, exp.train
+    experts = f", {m.moe.num_experts} experts top-{m.moe.top_k} ({m.moe.router})" if has_experts(m.pattern) else ""
+    what = f"pattern {m.pattern}, {m.n_layers} layers × d_model {m.d_model}{experts}, {m.objective}"
     try:
-        state = json.loads(storage.read_bytes(storage.join(checkpoint, TRAIN_STATE)))
+        state = read_train_state(checkpoint)
     except FileNotFoundError:
         return f"{checkpoint}: {what}; no train state (not trained by raybio train)"
-    tokens = state["step"] * t["batch_size"] * t["num_workers"] * d["seq_len"]
-    val, init = state["metrics"]["latest_val"].get("val_loss"), state["metrics"]["initial"].get("init_val_loss")
-    tok = d["tokenizer"]
+    tokens = state.step * t.batch_size * t.num_workers * d.seq_len
+    val, init = state.metrics["latest_val"].get("val_loss"), state.metrics["initial"].get("init_val_loss")
     return (
-        f"{checkpoint}: {what}; pretrained {state['step']:,} steps ({tokens / 1e6:.1f} M tokens) on "
-        f"{', '.join(map(str, d['sources']))} ({tok['kind']} tokenizer, k={tok.get('k')}); "
+        f"{checkpoint}: {what}; pretrained {state.step:,} steps ({tokens / 1e6:.1f} M tokens) on "
+        f"{', '.join(map(str, d.sources))} ({d.tokenizer.kind} tokenizer, k={d.tokenizer.k}); "
         f"val loss {val:.4f} (untrained {init:.4f})"
     )
 

@@ -31,6 +31,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from raybio.config import ExperimentConfig
+from raybio.data import storage
+from raybio.models.pretrained import CONFIG_FILE
 from raybio.train.state import TrainState
 
 CHECKSUMS = "checksums.json"
@@ -127,7 +130,7 @@ def read(directory: Path, engine, rank: int, world: int) -> tuple[TrainState, di
             f"resume with train.num_workers={checksums['world_size']}"
         )
     engine.load(directory)
-    state = TrainState(**json.loads((directory / TRAIN_STATE).read_text()))
+    state = read_train_state(str(directory))
     # Our own verified file; it holds RNG tuples that the weights-only unpickler refuses.
     rank_state = torch.load(directory / f"rank{rank}.pt", weights_only=False)
     return state, rank_state
@@ -160,3 +163,13 @@ class Checkpointer:
         """The latest checkpoint of the run (after a failure or a restart), loaded into `engine`, if any."""
         with self.reporter.latest_checkpoint() as directory:
             return None if directory is None else read(directory, engine, self.rank, self.world)
+
+
+def read_train_state(uri: str) -> TrainState:
+    """The shared train state (step, data position, carried metrics) of a checkpoint directory or URI."""
+    return TrainState(**json.loads(storage.read_bytes(storage.join(uri, TRAIN_STATE))))
+
+
+def read_experiment(uri: str) -> ExperimentConfig:
+    """The experiment a checkpoint directory or URI was trained with."""
+    return ExperimentConfig.model_validate(json.loads(storage.read_bytes(storage.join(uri, CONFIG_FILE)))["experiment"])
