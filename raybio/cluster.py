@@ -125,6 +125,9 @@ def init_ray(num_cpus: int | None = None) -> dict:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
+        # Ray Train's preemption watcher polls for draining nodes: one more actor process per
+        # trial, and a one-machine cluster has no other node to drain. Set the variable to keep it.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         ray.init(
             address="local",
             num_cpus=num_cpus or (os.cpu_count() or 1) + DATA_CPU_RESERVE,

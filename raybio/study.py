@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from raybio.analysis.sweep import analyse_sweep
 from raybio.config import ConfigError, ExperimentConfig
-from raybio.tune.args import add_common_args, base_experiment
+from raybio.tune.args import add_common_args, base_experiment, extra_axes
 from raybio.tune.runner import SweepSpec, run_sweep
 
 
@@ -67,8 +67,12 @@ def base_config(study: Study, args: argparse.Namespace) -> ExperimentConfig:
 
 
 def study_axes(study: Study, args: argparse.Namespace) -> dict[str, list]:
-    """The study's axes, plus a `train.seed` axis when `--train-seeds` asks for several seeds."""
-    return study.axes(args) | ({"train.seed": args.train_seeds} if args.train_seeds else {})
+    """The study's axes, any `--axis` ones, and a `train.seed` axis when `--train-seeds` asks for several seeds."""
+    axes = study.axes(args) | ({"train.seed": args.train_seeds} if args.train_seeds else {})
+    extra = extra_axes(args.axis)
+    if clash := sorted(set(axes) & set(extra)):
+        raise ValueError(f"--axis {clash} is already swept by this study's flags; set it with those")
+    return axes | extra
 
 
 def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> None:

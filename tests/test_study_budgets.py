@@ -2,6 +2,8 @@
 
 import argparse
 
+import pytest
+
 from raybio.study import Budget, Study, base_config, parse, study_axes
 
 STUDY = Study(
@@ -58,3 +60,20 @@ def test_train_seeds_repeat_every_config_once_per_seed():
     assert study_axes(STUDY, parse(STUDY, [], "")) == {"experts": [1, 2]}
     base = base_config(STUDY, args)
     assert trial_experiment(base, {"train.seed": 1}).train.seed == 1
+
+
+def test_an_extra_axis_crosses_the_study_axes_and_reaches_the_trial_config():
+    from raybio.tune.space import trial_experiment
+
+    args = parse(STUDY, ["--axis", "model.d_ffn=512,2048"], "")
+    axes = study_axes(STUDY, args)
+    assert axes == {"experts": [1, 2], "model.d_ffn": [512, 2048]}
+    assert trial_experiment(base_config(STUDY, args), {"experts": 1, "model.d_ffn": 2048}).model.ffn_hidden == 2048
+
+
+def test_a_malformed_or_duplicate_extra_axis_is_refused_with_the_form_to_use():
+    for bad, message in [("d_ffn=512", "section.field=value1,value2"), ("experts.x=", "section.field")]:
+        with pytest.raises(ValueError, match=message):
+            study_axes(STUDY, parse(STUDY, ["--axis", bad], ""))
+    with pytest.raises(ValueError, match="already swept"):
+        study_axes(STUDY, parse(STUDY, ["--axis", "train.seed=0,1", "--train-seeds", "0", "1"], ""))

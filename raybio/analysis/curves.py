@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
+from raybio.analysis.seeds import config_axes, over_seeds, seed_lines
+
 # (column, TensorBoard name, scale) of the sweep-level curves.
 CURVES = [
     ("val_loss", "final_val_loss", 1.0),
@@ -27,7 +29,7 @@ def write_sweep_curves(df: pd.DataFrame, axes: list[str], logdir: str | Path) ->
     ok = df[df["status"] == "OK"]
     tags = []
     with SummaryWriter(str(Path(logdir) / "sweep")) as writer:
-        for axis in axes:
+        for axis in config_axes(axes):
             if axis not in ok or not pd.api.types.is_numeric_dtype(ok[axis]):
                 continue
             for _, row in ok.sort_values(axis).iterrows():
@@ -70,6 +72,9 @@ def print_summary(df: pd.DataFrame, axes: list[str], console: Console | None = N
         )
         beat = ok[(ok["val_loss"] < ok["init_val_loss"]) & (ok["val_loss"] < ok["unigram_entropy_nats"])]
         console.print(f"{len(beat)}/{len(ok)} trials end below both references")
+        if (seeds := over_seeds(df, axes)) is not None:
+            for line in seed_lines(seeds):
+                console.print(f"over training seeds: {line}")
     for _, row in df[df["status"] != "OK"].iterrows():
         console.print(f"[red]trial {row['trial_id']} failed:[/red] {row['error']}")
 

@@ -17,8 +17,11 @@ one worker's step: the probe runs a single process, so DDP/ZeRO communication an
 parallelism are not in it (`engine` is taken as `ddp`, `moe.ep_size` as 1), and its
 tokens/s is per worker. Data loading is not timed (training reports it as data_wait_fraction).
 
-Each task runs in a fresh worker process (`max_calls=1`) so that CPU peak memory — the
-process's peak RSS, as training measures it — belongs to that config alone.
+Peak memory comes from the first round, whose tasks each run in a fresh worker process
+(`max_calls=1`), so that CPU peak memory — the process's peak RSS, as training measures it —
+belongs to that config alone. Later rounds only time steps, so they may reuse a pooled worker
+and skip the process start and imports (seconds per task on a small machine); the warm-up
+steps of every task absorb whatever the previous config left in the allocator.
 """
 
 from __future__ import annotations
@@ -133,16 +136,19 @@ def probe_configs(
     per_round: dict[str, list[float]] = {k: [] for k in experiments}
     steps: dict[str, list[float]] = {k: [] for k in experiments}
     memory: dict[str, float] = dict.fromkeys(experiments, 0.0)
-    for _ in range(settings.rounds):
+    fresh = ray.remote(max_calls=1)(time_steps)
+    pooled = ray.remote(max_calls=0)(time_steps)  # 0: the worker stays for later tasks (GPU tasks too)
+    for round_ in range(settings.rounds):
         for key, exp in experiments.items():
-            task = ray.remote(max_calls=1)(time_steps).options(
+            task = (fresh if round_ == 0 else pooled).options(
                 num_cpus=exp.train.cpus_per_worker, num_gpus=exp.train.gpus_per_worker
             )
             out = ray.get(task.remote(exp.model_dump(), shards_uri, manifest, settings.steps, settings.warmup))
             median_step = float(np.median(out["step_times"]))
             per_round[key].append(out["tokens_per_step"] / median_step)
             steps[key].append(median_step)
-            memory[key] = max(memory[key], out["peak_memory_bytes"] / 2**20)
+            if round_ == 0:
+                memory[key] = out["peak_memory_bytes"] / 2**20
     results = {}
     for key in experiments:
         tps = np.array(per_round[key])

@@ -25,6 +25,7 @@ import pandas as pd
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from raybio.analysis.downstream import add_section as add_downstream_section
+from raybio.analysis.seeds import config_axes, over_seeds, seed_lines
 from raybio.analysis.study_fits import StudyFits, fit_study
 from raybio.data import storage
 
@@ -116,7 +117,12 @@ def plot_vs_axis(df: pd.DataFrame, axis: str, col: str, ylabel: str, scale: floa
     ok = df[df["status"] == "OK"].sort_values(axis)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     if pd.api.types.is_numeric_dtype(ok[axis]):
-        ax.plot(ok[axis], ok[col] * scale, "o-")
+        # Every trial a dot (several per value with seeds or a second axis), the line through the means.
+        mean = ok.groupby(axis)[col].mean()
+        ax.plot(ok[axis], ok[col] * scale, "o", alpha=0.6 if len(mean) < len(ok) else 1.0)
+        ax.plot(mean.index, mean * scale, "-", color="C0", label="mean" if len(mean) < len(ok) else None)
+        if len(mean) < len(ok):
+            ax.legend(fontsize=7)
         if from_zero:
             ax.set_ylim(bottom=0)
         values = sorted(ok[axis].unique())
@@ -249,7 +255,7 @@ def build_report(sweep_uri: str) -> dict[str, str]:
     images: dict[str, bytes] = {}
     if not history.empty:
         images["loss_vs_flops.png"] = plot_loss_vs_flops(history, axes)
-    for axis in axes:
+    for axis in config_axes(axes):  # seeds are replicates: each plot shows them at their config's x
         images[f"val_loss_vs_{axis}.png"] = plot_vs_axis(df, axis, "val_loss", "final val loss (nats)")
         images[f"tokens_per_s_vs_{axis}.png"] = plot_vs_axis(df, axis, tput, tput_label, from_zero=True)
         scale = 1.0 if memory.startswith("probe/") else 2**-20
@@ -497,6 +503,13 @@ def _render(meta, df, ok, front, objectives, anatomy, images, axes, fits) -> tup
             "pair of routing distributions to compare (use a multi-record or multi-omic corpus)."
         )
     details = router_details(df, axes)
+    seeds = over_seeds(df, axes)
+    seeds_text = (
+        "Over training seeds (the seed is a replicate, not a design choice; gaps are paired: the same seed's "
+        "trials subtracted): " + "; ".join(seed_lines(seeds)) + "."
+        if seeds is not None
+        else ""
+    )
     answer = [pick_text(fits)] if fits else ["No finished trials: no answer."]
     if fits and fits.pick.caveat:
         answer.append(f"**Caveat:** {fits.pick.caveat}")
@@ -523,6 +536,8 @@ def _render(meta, df, ok, front, objectives, anatomy, images, axes, fits) -> tup
     if cand is not None:
         md += [cand.to_markdown(index=False), ""]
     md += ["## Results", "", conditions, "", table.to_markdown(index=False), ""]
+    if seeds_text:
+        md += [seeds_text, ""]
     md += ["## Pareto front", "", pareto_text, "", "![pareto](pareto.png)" if "pareto.png" in images else "", ""]
     md += ["## Loss vs compute and efficiency curves", "", *[f"![{n}]({n})" for n in curves], ""]
     md += ["## Scaling fits", ""]
@@ -559,6 +574,8 @@ def _render(meta, df, ok, front, objectives, anatomy, images, axes, fits) -> tup
     if cand is not None:
         h.append(cand.to_html(index=False))
     h += ["<h2>Results</h2>", para(conditions), "<div class='table-wrap'>" + table.to_html(index=False) + "</div>"]
+    if seeds_text:
+        h.append(para(seeds_text))
     for label, t in details:
         h.append(f"<details><summary>router metrics per layer: {html.escape(label)}</summary>")
         h.append(t.to_html(index=False) + "</details>")

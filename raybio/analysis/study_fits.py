@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from raybio.analysis.scaling import SAME_SIZE, Fit, chinchilla_optimal_n, fit_chinchilla, fit_compute_law, fit_routed
+from raybio.analysis.seeds import SEED_AXIS, config_axes
 
 EXTRAPOLATION_WARN = 10.0  # × the largest trial's compute
 DEFAULT_TARGET = 10.0  # default --target-flops, × the largest trial's compute
@@ -130,20 +131,24 @@ def compute_optimal_pick(
     chinchilla: Fit | None = None,
     seed: int = 0,
 ) -> Pick:
-    """Extrapolate every trial's validation curve to `target_flops`; the lowest predicted loss wins."""
+    """Extrapolate every config's validation curve to `target_flops`; the lowest predicted loss wins.
+
+    A config trained with several seeds is one candidate, fitted on the points of all its seeds."""
     largest = float(points["train_flops_cum"].max()) if len(points) else float(ok["train_flops_cum"].max())
     target = float(target_flops or DEFAULT_TARGET * largest)
     candidates = []
-    for _, row in ok.iterrows():
-        curve = points[points["trial_id"] == row["trial_id"]]
+    keys = config_axes(axes)
+    for _, group in ok.groupby(keys, sort=True) if keys else [((), ok)]:
+        curve = points[points["trial_id"].isin(group["trial_id"])]
         if len(curve) < 3:
             continue
         fit = fit_compute_law(curve["train_flops_cum"], curve["val_loss"], n_boot=100, holdout=0, seed=seed)
         band = fit.band(np.array([target]))
-        params = {a: row[a] for a in axes}
+        params = {a: group.iloc[0][a] for a in keys}
+        n_seeds = f" ({len(group)} seeds)" if len(group) > 1 and SEED_AXIS in axes else ""
         candidates.append(
             Candidate(
-                label=", ".join(f"{a}={v}" for a, v in params.items()),
+                label=", ".join(f"{a}={v}" for a, v in params.items()) + n_seeds,
                 params=params,
                 loss=float(fit.predict(np.array([target]))[0]),
                 ci=(float(band[0][0]), float(band[1][0])) if band else None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
+
 from raybio.config import PRESETS, ExperimentConfig, load_config
 
 # Overrides of --smoke: a budget that proves the whole path works in well under a minute.
@@ -62,6 +64,14 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         metavar="N",
         help="train every config once per seed (a train.seed axis), so results show the spread over seeds",
     )
+    g.add_argument(
+        "--axis",
+        nargs="+",
+        default=[],
+        metavar="PATH=V1,V2",
+        help="one more swept axis, crossed with the study's: a dotted config path and its values, "
+        "e.g. model.d_ffn=512,2048 (values parsed as YAML)",
+    )
     g = parser.add_argument_group("downstream evaluation (docs/evaluation.md)")
     g.add_argument(
         "--eval-tasks",
@@ -98,6 +108,17 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         type=float,
         help="training compute at which the report picks the best config (default 10x the largest trial)",
     )
+
+
+def extra_axes(items: list[str]) -> dict[str, list]:
+    """`["model.d_ffn=512,2048"]` -> `{"model.d_ffn": [512, 2048]}`; raises ValueError naming a bad item."""
+    axes: dict[str, list] = {}
+    for item in items:
+        path, _, raw = item.partition("=")
+        if "." not in path or not raw:
+            raise ValueError(f"--axis {item!r} is not of the form section.field=value1,value2 (model.d_ffn=512,2048)")
+        axes[path.strip()] = [yaml.safe_load(v) for v in raw.split(",")]
+    return axes
 
 
 def base_experiment(args: argparse.Namespace, study: list[str] | None = None) -> ExperimentConfig:
