@@ -79,13 +79,10 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import os
-    import platform
     import time
 
-    import torch
-
     from raybio.analysis.evaluation_report import write_evaluation_report
+    from raybio.cluster import machine_line
     from raybio.evaluate.protocols import EvalConfig
     from raybio.evaluate.routing_change import write_routing_change
     from raybio.evaluate.runner import evaluate, find_checkpoints, format_summary
@@ -113,8 +110,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         f"{', '.join(args.protocol)}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, pooling {cfg.pooling}"
         + (f", train rows capped at {cfg.max_train} per task (stratified)" if cfg.max_train else "")
         + "; validation carved from train, test used once per run. "
-        + f"{time.strftime('%Y-%m-%d', time.localtime(t0))}, {platform.machine()} {platform.system()}, "
-        + f"{os.cpu_count()} CPU cores, torch {torch.__version__}; wall time {time.time() - t0:.0f} s."
+        + f"{machine_line()}; wall time {time.time() - t0:.0f} s."
     )
     report = write_evaluation_report(args.out, summary, leakage, conditions, checkpoints, routing)
     print(f"runs: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv, report: {report}")

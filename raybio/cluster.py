@@ -138,6 +138,26 @@ def init_ray(num_cpus: int | None = None) -> dict:
     return ray.cluster_resources()
 
 
+def machine_line() -> str:
+    """Where a figure was measured: date, CPU model and cores, GPU, torch and Ray versions."""
+    import platform
+    import time
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"Ray {ray.__version__}, {gpu}"
+    )
+
+
 def _session_log(name: str) -> str | None:
     """A file in this Ray session's log folder (None where this process has no session on disk)."""
     node = ray._private.worker._global_node

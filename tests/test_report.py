@@ -67,6 +67,7 @@ def test_report_gives_the_fitted_law_its_holdout_and_a_pick(report):
     root = report
     md = (root / "report" / "report.md").read_text()
     assert "## Answer" in md and "compute-optimal choice is **experts=8**" in md
+    assert "**Run on:** not recorded" in md  # a sweep.json from before machines were recorded
     alpha = float(re.search(r"\| alpha\s+\|\s+([0-9.]+)", md).group(1))
     assert alpha == pytest.approx(ALPHA, abs=0.05)
     assert "Hold-out (refit without the 1 largest point(s)" in md and "relative error" in md

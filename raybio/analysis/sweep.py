@@ -15,6 +15,7 @@ from raybio.analysis.curves import print_summary, write_sweep_curves
 from raybio.analysis.probe import ProbeSettings, probe_sweep
 from raybio.analysis.report import build_report
 from raybio.analysis.utilisation import sweep_utilisation
+from raybio.cluster import machine_line
 from raybio.data import storage
 from raybio.models.blocks import has_experts
 from raybio.tune.export import write_hparams, write_table
@@ -40,6 +41,7 @@ def analyse_sweep(outcome: SweepOutcome) -> dict[str, str]:
         "target_flops": spec.target_flops,
         "utilisation": {"training": util.training, **util.breakdown()},
         "utilisation_line": util.line(),
+        "machine": machine_line(),
     }
     storage.write_json(storage.join(uri, "sweep.json"), meta)
     write_hparams(df, axes, outcome.tb_dir)
