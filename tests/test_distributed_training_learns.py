@@ -28,3 +28,9 @@ def test_two_worker_trainer_learns_below_the_untrained_loss(ray_local, lambda_co
     with result.checkpoint.as_directory() as d:
         state = __import__("torch").load(f"{d}/model.pt")
     assert any("w1_EDH" in k for k in state)
+    # A one-machine cluster has no node to drain, so raybio starts Ray Train without its preemption watcher.
+    from ray.util.state import list_actors
+
+    this_cluster = ray_local.get_runtime_context().gcs_address  # not any other Ray on this machine
+    actors = {a.class_name for a in list_actors(address=this_cluster, limit=1000)}
+    assert {"TrainController", "RayTrainWorker"} <= actors and "PreemptionWatcher" not in actors
