@@ -115,3 +115,10 @@ def test_training_seeds_are_replicates_of_one_config_not_a_design_axis(tmp_path)
     gap = float(re.search(r"minus experts=1, seed by seed: ([-+0-9.]+) mean", md).group(1))
     assert gap == pytest.approx(-0.01 * np.log(8), abs=4e-3)  # ± the curves’ 0.05 % noise
     assert not list((root / "report").glob("*_vs_train.seed.png"))
+
+
+def test_an_axis_held_at_one_value_gets_no_curve(tmp_path):
+    root = _sweep(tmp_path, experts=(1,), seeds=(0, 1))
+    build_report(str(root))
+    curves = {p.name for p in (root / "report").glob("*_vs_*.png")}
+    assert curves == {"loss_vs_flops.png"}  # one expert count, and seeds are replicates

@@ -255,7 +255,8 @@ def build_report(sweep_uri: str) -> dict[str, str]:
     images: dict[str, bytes] = {}
     if not history.empty:
         images["loss_vs_flops.png"] = plot_loss_vs_flops(history, axes)
-    for axis in config_axes(axes):  # seeds are replicates: each plot shows them at their config's x
+    # Seeds are replicates (each plot shows them at their config's x); an axis held at one value has no curve.
+    for axis in [a for a in config_axes(axes) if ok[a].nunique() > 1]:
         images[f"val_loss_vs_{axis}.png"] = plot_vs_axis(df, axis, "val_loss", "final val loss (nats)")
         images[f"tokens_per_s_vs_{axis}.png"] = plot_vs_axis(df, axis, tput, tput_label, from_zero=True)
         scale = 1.0 if memory.startswith("probe/") else 2**-20
@@ -423,7 +424,7 @@ def pick_text(fits: StudyFits) -> str:
     p = fits.pick
     head = f"At a target of {p.target_flops:.3g} training FLOPs ({p.extrapolation:.1f}× the largest trial's compute)"
     if p.best is None:
-        return f"{head}: no pick. {p.caveat}"
+        return f"{head}: no pick (see the caveat below)."
     b = p.best
     ci = "" if b.ci is None else f" (95 % CI {b.ci[0]:.4f}–{b.ci[1]:.4f})"
     text = f"{head}, the compute-optimal choice is **{b.label}**, predicted validation loss {b.loss:.4f}{ci}."
