@@ -28,9 +28,10 @@ $(DEMO_STAMP): $(BIN)/python pyproject.toml
 	rm -f $(VENV)/.demo-installed-*
 	touch $(DEMO_STAMP)
 
-# A short throughput probe (4 timed steps x 2 interleaved rounds per config) keeps the demo under 10 minutes.
+# The demo budget (160 steps) and a short throughput probe (4 timed steps x 2 interleaved rounds per config)
+# keep the demo under 10 minutes on 2 cores.
 demo: $(DEMO_STAMP)
-	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python sweeps/expert_count.py --probe-steps 4 --probe-rounds 2
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python sweeps/expert_count.py --budget demo --probe-steps 4 --probe-rounds 2
 
 test: $(STAMP)
 	$(BIN)/ruff check .

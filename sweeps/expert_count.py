@@ -32,15 +32,20 @@ STUDY = Study(
     axes=axes,
     overrides=lambda args: [f"model.moe.top_k={args.top_k}"],
     finding=(
-        "at equal active compute MoE has not beaten dense in any run on this corpus: not at 60 or 200 steps "
-        "(the demo), nor at 600 steps on human + bacterial + protein data with two seeds (dense 3.7289 vs "
+        "at equal active compute MoE has not beaten dense in any run on this corpus: not at 60, 160 (the demo) "
+        "or 200 steps, nor at 600 steps on human + bacterial + protein data with two seeds (dense 3.7289 vs "
         "8 experts 3.7439 mean; the gap shrinks with training and the fitted curves predict a crossover past "
-        "10x the compute, CIs overlapping). At the demo budget the cause is capacity, not routing: dense "
-        "models as wide as 4 and 8 experts together, all active, are no better than 1x (3.7880, 3.7895 vs "
-        "3.7819). The next test: `python sweeps/expert_count.py --budget long --experts 1 8 --train-seeds 0 1 "
+        "10x the compute, CIs overlapping). At 200 steps the cause is capacity, not routing: dense models as "
+        "wide as 4 and 8 experts together, all active, are no better than 1x (3.7880, 3.7895 vs 3.7819). "
+        "The next test: `python sweeps/expert_count.py --budget long --experts 1 8 --train-seeds 0 1 "
         "--max-steps 6000` (docs/findings.md)"
     ),
     budgets={
+        # make demo: under 10 minutes on 2 cores with install (the tiny preset's 200 steps took 10 m 38 s there).
+        "demo": Budget(
+            about="160 steps on E. coli, validated every 80: the `make demo` budget",
+            overrides=["train.max_steps=160", "train.eval_every=80", "train.checkpoint_every=80"],
+        ),
         # The findings run of docs/findings.md: --experts 1 8 --train-seeds 0 1 (add --max-steps for longer).
         "long": Budget(
             about="600 steps on human chr22 + E. coli + its proteins (multi-omic 3-mers), the findings run",
@@ -53,7 +58,7 @@ STUDY = Study(
                 "train.eval_every=100",
                 "train.checkpoint_every=0",
             ],
-        )
+        ),
     },
 )
 
