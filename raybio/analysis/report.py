@@ -129,8 +129,11 @@ def plot_vs_axis(df: pd.DataFrame, axis: str, col: str, ylabel: str, scale: floa
         if len(values) <= 12:
             ax.set_xticks(values)
             ax.set_xticklabels([f"{v:g}" for v in values])
-    else:
+    elif from_zero:
         ax.bar(ok[axis].astype(str), ok[col] * scale)
+        ax.tick_params(axis="x", rotation=30)
+    else:  # losses differ in the 3rd decimal: bars from zero would hide them, dots on a tight axis do not
+        ax.plot(ok[axis].astype(str), ok[col] * scale, "o")
         ax.tick_params(axis="x", rotation=30)
     ax.set(xlabel=axis, ylabel=ylabel, title=f"{ylabel} vs {axis}")
     ax.grid(alpha=0.3)
