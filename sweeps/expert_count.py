@@ -32,14 +32,13 @@ STUDY = Study(
     axes=axes,
     overrides=lambda args: [f"model.moe.top_k={args.top_k}"],
     finding=(
-        "at equal active compute, more experts have not lowered the loss on this corpus: at 160 (the demo) "
-        "and 200 steps 2 experts is within 0.004 nats of dense and 4 and 8 experts are behind it (one seed; "
-        "seeds differ by ~0.01); at 600 steps on human + bacterial + protein data dense beats 8 experts in "
-        "both seeds (3.7289 vs 3.7439 mean), by a margin that shrinks with training, and the fitted curves "
-        "predict a crossover past 10x the compute (CIs overlapping). At 200 steps the cause is capacity, not "
-        "routing: dense models as wide as 4 and 8 experts together, all active, are no better than 1x "
-        "(3.7880, 3.7895 vs 3.7819). The next test: `python sweeps/expert_count.py --budget long --experts 1 8 "
-        "--train-seeds 0 1 --max-steps 6000` (docs/findings.md)"
+        "at equal active compute, full-width experts (top-1) have not beaten dense on this corpus: at 160 (the "
+        "demo) and 200 steps 2 experts is within 0.004 nats of dense and 4 and 8 experts are behind it; at 600 "
+        "steps on human + bacterial + protein data dense beats 8 experts in both seeds (3.7289 vs 3.7439). "
+        "Fine-grained experts do beat dense at the demo budget: 32 experts of a quarter width, top-4, are "
+        "0.008 nats lower in both seeds (-0.0067, -0.0094): `python sweeps/expert_count.py --budget demo "
+        "--experts 1 32 --top-k 4 --set model.moe.expert_hidden=128 --train-seeds 0 1` (about 7 minutes; "
+        "docs/findings.md)"
     ),
     budgets={
         # make demo: under 10 minutes on 2 cores with install (the tiny preset's 200 steps took 10 m 38 s there).
