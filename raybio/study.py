@@ -12,6 +12,7 @@ from raybio.analysis.sweep import analyse_sweep
 from raybio.config import ConfigError, ExperimentConfig
 from raybio.tune.args import add_common_args, base_experiment, extra_axes
 from raybio.tune.runner import SweepSpec, run_sweep
+from raybio.tune.space import trial_experiment
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,14 @@ def base_config(study: Study, args: argparse.Namespace) -> ExperimentConfig:
     return base_experiment(args, study.overrides(args) + (budget.overrides if budget else []))
 
 
+def check_extra_axes(base: ExperimentConfig, args: argparse.Namespace) -> None:
+    """Every `--axis` value applied to the base experiment once, so a bad path or value stops the
+    sweep before Ray starts (a ConfigError naming the field) rather than inside every trial."""
+    for path, values in extra_axes(args.axis).items():
+        for value in values:
+            trial_experiment(base, {path: value})
+
+
 def study_axes(study: Study, args: argparse.Namespace) -> dict[str, list]:
     """The study's axes, any `--axis` ones, and a `train.seed` axis when `--train-seeds` asks for several seeds."""
     axes = study.axes(args) | ({"train.seed": args.train_seeds} if args.train_seeds else {})
@@ -81,6 +90,7 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
     metric, mode = study.search_metric(args)
     try:
         base = base_config(study, args)
+        check_extra_axes(base, args)
         spec = SweepSpec(
             name=args.name,
             question=study.question,

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from raybio.study import Budget, Study, base_config, parse, study_axes
+from raybio.study import Budget, Study, base_config, check_extra_axes, parse, study_axes
 
 STUDY = Study(
     name="toy",
@@ -77,3 +77,16 @@ def test_a_malformed_or_duplicate_extra_axis_is_refused_with_the_form_to_use():
             study_axes(STUDY, parse(STUDY, ["--axis", bad], ""))
     with pytest.raises(ValueError, match="already swept"):
         study_axes(STUDY, parse(STUDY, ["--axis", "train.seed=0,1", "--train-seeds", "0", "1"], ""))
+
+
+def test_an_extra_axis_naming_no_config_field_stops_before_the_sweep_with_the_field_named():
+    from raybio.config import ConfigError
+
+    args = parse(STUDY, ["--axis", "model.d_fnn=512,2048"], "")
+    with pytest.raises(ConfigError, match="d_fnn"):
+        check_extra_axes(base_config(STUDY, args), args)
+    args = parse(STUDY, ["--axis", "train.lr=-1"], "")
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        check_extra_axes(base_config(STUDY, args), args)
+    good = parse(STUDY, ["--axis", "model.d_ffn=512,2048"], "")
+    check_extra_axes(base_config(STUDY, good), good)  # valid values pass silently

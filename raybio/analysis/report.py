@@ -468,7 +468,8 @@ def _render(meta, df, ok, front, objectives, anatomy, images, axes, fits) -> tup
         f"**Swept:** {', '.join(f'{a} ∈ {v}' for a, v in meta['axes'].items())} ({meta['search']} search, "
         f"{len(df)} trials, {len(ok)} finished)",
         f"**Budget:** {meta.get('budget', '-')}",
-        f"**Run on:** {meta.get('machine', 'not recorded')}; sweep wall time {meta.get('wall_time_s', '?')} s",
+        f"**Run on:** {meta.get('machine', 'not recorded')}; trials' wall time {meta.get('wall_time_s', '?')} s "
+        "(before the probe and analysis)",
         f"**Base model:** pattern {meta['base']['model']['pattern']}, d_model {meta['base']['model']['d_model']}, "
         f"{meta['base']['model']['n_layers']} layers, objective {meta['base']['model']['objective']}",
     ]

@@ -14,6 +14,7 @@ def config_axes(axes: list[str]) -> list[str]:
 
 
 def config_label(row: pd.Series | dict, axes: list[str]) -> str:
+    """`experts=8, top_k=2`: a trial's config without its seed (report labels of trials keep the seed)."""
     return ", ".join(f"{a}={row[a]}" for a in config_axes(axes)) or "all trials"
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from raybio.analysis.scaling import SAME_SIZE, Fit, chinchilla_optimal_n, fit_chinchilla, fit_compute_law, fit_routed
-from raybio.analysis.seeds import SEED_AXIS, config_axes
+from raybio.analysis.seeds import SEED_AXIS, config_axes, config_label
 
 EXTRAPOLATION_WARN = 10.0  # × the largest trial's compute
 DEFAULT_TARGET = 10.0  # default --target-flops, × the largest trial's compute
@@ -144,12 +144,11 @@ def compute_optimal_pick(
             continue
         fit = fit_compute_law(curve["train_flops_cum"], curve["val_loss"], n_boot=100, holdout=0, seed=seed)
         band = fit.band(np.array([target]))
-        params = {a: group.iloc[0][a] for a in keys}
         n_seeds = f" ({len(group)} seeds)" if len(group) > 1 and SEED_AXIS in axes else ""
         candidates.append(
             Candidate(
-                label=", ".join(f"{a}={v}" for a, v in params.items()) + n_seeds,
-                params=params,
+                label=config_label(group.iloc[0], axes) + n_seeds,
+                params={a: group.iloc[0][a] for a in keys},
                 loss=float(fit.predict(np.array([target]))[0]),
                 ci=(float(band[0][0]), float(band[1][0])) if band else None,
             )
