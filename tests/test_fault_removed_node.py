@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.integration  # starts Ray in subprocesses
+
 DRIVER = r"""
 import json, os, sys, threading, time
 from pathlib import Path
@@ -23,8 +25,6 @@ from raybio.config import load_config
 from raybio.data.prepare import prepare
 from raybio.train.trainer import build_trainer
 from raybio.tune.args import SMOKE
-
-pytestmark = pytest.mark.integration  # starts Ray in subprocesses
 
 out = Path(sys.argv[1])
 LOG = out / "reports.jsonl"
