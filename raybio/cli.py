@@ -156,8 +156,9 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from raybio.analysis.report import build_report
+    from raybio.tune.record import SweepRecord
 
-    out = build_report(storage.absolute(args.sweep_dir))
+    out = build_report(SweepRecord.load(storage.absolute(args.sweep_dir)))
     print(f"report: {out['html']}\nmarkdown: {out['markdown']}")
 
 
@@ -272,5 +273,5 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ConfigError, InputError) as err:
+    except (ConfigError, InputError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")

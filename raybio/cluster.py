@@ -121,6 +121,9 @@ def init_ray(num_cpus: int | None = None) -> dict:
     if ray.is_initialized():
         return ray.cluster_resources()
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    # Tune would add its own TensorBoard logger to every Tuner: a second copy of every trial's curves under
+    # Ray's artifact folder, and a console hint pointing there rather than at <sweep>/tensorboard.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     quiet_console()
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)

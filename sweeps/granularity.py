@@ -10,6 +10,7 @@ of expert combinations grows. Equal tokens per trial.
 from __future__ import annotations
 
 from raybio.study import Study, run_study
+from raybio.tune.record import Claim
 
 
 def add_args(g) -> None:
@@ -27,6 +28,13 @@ STUDY = Study(
         "model.pattern=A",
         f"model.moe.num_experts={args.experts}",
         f"model.moe.top_k={args.top_k}",
+    ],
+    claims=[
+        Claim(
+            text="at fixed total parameters and active compute, finer experts lower the validation loss",
+            source="DeepSeekMoE (fine-grained expert segmentation); Krajewski et al. 2024",
+            baseline={"granularity": 1},
+        )
     ],
 )
 

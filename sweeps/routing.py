@@ -15,6 +15,7 @@ phage lambda genomes).
 from __future__ import annotations
 
 from raybio.study import Study, run_study
+from raybio.tune.record import Claim
 from raybio.tune.space import ROUTERS
 
 # The HyenaMoE §4.6 ablation; the other rules in ROUTERS run when named with --routers.
@@ -43,6 +44,24 @@ STUDY = Study(
     # Two genomes, so the router anatomy can compare routing between them.
     data=["bundled:ecoli", "bundled:lambda"],
     smoke_data=["bundled:lambda", "bundled:phix"],
+    claims=[
+        Claim(
+            text="without score normalisation, sigmoid routing leaves experts less balanced (max/mean load)",
+            source="HyenaMoE §4.6 (Max/Avg ≈ 7.2 unnormalised)",
+            metric="router_max_over_mean_load",
+            expected="higher",
+            baseline={"router": "sigmoid"},
+            treatment={"router": "sigmoid_unnormalized"},
+        ),
+        Claim(
+            text="without score normalisation, sigmoid routing kills experts",
+            source="HyenaMoE §4.6 (12–20 dead experts unnormalised)",
+            metric="dead_experts",
+            expected="higher",
+            baseline={"router": "sigmoid"},
+            treatment={"router": "sigmoid_unnormalized"},
+        ),
+    ],
 )
 
 

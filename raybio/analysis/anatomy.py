@@ -8,6 +8,8 @@ training seed, so "init" is the exact starting point of the trained checkpoint.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -20,7 +22,7 @@ from raybio.models.blocks import has_experts
 from raybio.models.model import BioLM
 from raybio.models.moe.recorder import RouterRecorder, js_by_layer
 from raybio.models.pretrained import load_pretrained
-from raybio.tune.runner import TrialRun
+from raybio.tune.record import TrialRun
 
 WINDOWS_PER_TAG = 32
 
@@ -77,8 +79,8 @@ def checkpoint_anatomy(experiment: ExperimentConfig, checkpoint_uri: str, shards
     return trained
 
 
-def sweep_anatomy(trials: list[TrialRun], sweep_uri: str, tb_dir: str) -> dict:
-    """Anatomy of every finished MoE trial; writes anatomy.json, TensorBoard heatmaps and scalars."""
+def sweep_anatomy(trials: list[TrialRun], tb_dir: str) -> dict[str, dict]:
+    """Anatomy of every finished MoE trial (keyed by trial id), with its usage heatmap in TensorBoard."""
     from torch.utils.tensorboard import SummaryWriter
 
     out = {}
@@ -88,13 +90,29 @@ def sweep_anatomy(trials: list[TrialRun], sweep_uri: str, tb_dir: str) -> dict:
         trained = checkpoint_anatomy(trial.experiment, trial.checkpoint_uri, trial.shards_uri)
         trained["params"] = trial.params
         out[trial.trial_id] = trained
-        with SummaryWriter(f"{tb_dir}/trials/{trial.label}") as w:
-            for layer, js in trained["js_by_layer"].items():
-                w.add_scalar("anatomy/js_divergence_by_layer", js, int(layer))
-                w.add_scalar("anatomy/init_js_divergence_by_layer", trained["init_js_by_layer"][layer], int(layer))
-            w.add_image("anatomy/expert_usage_layer_x_expert", usage_heatmap(trained["usage"]), 0, dataformats="HW")
-    storage.write_json(storage.join(sweep_uri, "anatomy.json"), out)
+        if tb_dir:
+            with SummaryWriter(f"{tb_dir}/trials/{trial.label}") as w:
+                write_anatomy_tensorboard(w, trained)
     return out
+
+
+def write_anatomy_tensorboard(writer, anatomy: dict) -> None:
+    """The usage heatmap, and the per-layer JS divergence where there is one; never a NaN scalar
+    (a one-tag corpus has no divergence: the text summary says so instead of an empty chart)."""
+    share = usage_heatmap(anatomy["usage"])
+    # Load relative to uniform, halved into [0, 1] for an image: mid-grey (0.5) is a balanced expert.
+    load = np.clip(share * share.shape[1] / 2, 0, 1)
+    writer.add_image("anatomy/expert_load_over_uniform_half", load, 0, dataformats="HW")
+    if not has_divergence(anatomy):
+        writer.add_text(
+            "anatomy/js_divergence",
+            "No routing divergence: every input of this corpus carries one tag (modality or record), so there is "
+            "no pair of routing distributions to compare. Use a multi-record or multi-omic corpus.",
+        )
+        return
+    for layer, js in anatomy["js_by_layer"].items():
+        writer.add_scalar("anatomy/js_divergence_by_layer", js, int(layer))
+        writer.add_scalar("anatomy/init_js_divergence_by_layer", anatomy["init_js_by_layer"][layer], int(layer))
 
 
 def anatomy_table(anatomy: dict) -> pd.DataFrame:
@@ -113,8 +131,12 @@ def anatomy_table(anatomy: dict) -> pd.DataFrame:
     )
 
 
+def has_divergence(anatomy: dict) -> bool:
+    """Whether a trial's anatomy has a JS divergence to show (its inputs carried ≥ 2 tags)."""
+    return any(v is not None and not math.isnan(v) for v in anatomy["js_by_layer"].values())
+
+
 def usage_heatmap(usage: dict[str, dict[str, list]]) -> np.ndarray:
-    """Layer × expert share of routed slots (all tags together), scaled to [0, 1] for an image."""
+    """Layer × expert share of each layer's routed slots (all tags together; rows sum to 1)."""
     rows = [np.sum(list(per.values()), axis=0) for _, per in sorted(usage.items(), key=lambda kv: int(kv[0]))]
-    mat = np.array([r / max(r.sum(), 1) for r in rows], dtype=np.float32)
-    return mat / max(mat.max(), 1e-9)
+    return np.array([r / max(r.sum(), 1) for r in rows], dtype=np.float32)

@@ -104,3 +104,26 @@ def add_section(
     md = md.replace("## Reproduce", "\n".join(md_lines) + "\n## Reproduce", 1)
     html_doc = html_doc.replace("<h2>Reproduce</h2>", "\n".join(html_parts) + "\n<h2>Reproduce</h2>", 1)
     return md, html_doc
+
+
+def downstream_section(df: pd.DataFrame, axes: list[str], sweep_uri: str):
+    """The Downstream section as a `Section` of the report document."""
+    from raybio.analysis.document import Figure, Section, Table, Text
+
+    ok = df[df["status"] == "OK"] if "status" in df else df
+    cols = [c for c in headline_columns(ok) if ok[c].notna().any()]
+    summary_bytes = _maybe_read(storage.join(sweep_uri, "downstream", "downstream_summary.csv"))
+    if not cols and summary_bytes is None:
+        text = "No downstream evaluation in this sweep (run it with --eval-tasks, or `raybio evaluate <sweep dir>`)."
+        return Section("Downstream", [Text(text)])
+    blocks: list = [Text(NOTE)]
+    if cols:
+        blocks.append(Table(ok[[*(a for a in axes if a in ok), *cols]]))
+        for col in cols:
+            stem = col.removeprefix("downstream/").replace("/", "_")
+            for x in [*axes, "train_flops_cum"]:
+                if x in ok and ok[x].notna().any():
+                    blocks.append(Figure(f"downstream_{stem}_vs_{x}.png", plot_score(ok, x, col)))
+    if summary_bytes is not None:
+        blocks.append(Table(pd.read_csv(io.BytesIO(summary_bytes)), caption="`raybio evaluate` summary"))
+    return Section("Downstream", blocks)

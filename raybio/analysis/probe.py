@@ -4,9 +4,10 @@ In-training tokens/s depends on which trials happened to share the machine. The 
 after (or before) the sweep's training, when nothing else of the sweep runs: one Ray task at
 a time, asking for one training worker's resources (`cpus_per_worker`, `gpus_per_worker`),
 configs interleaved A B C A B C … over `rounds` rounds, so slow drifts of the machine hit
-every config alike. Each task times `steps` optimizer steps after `warmup` steps; the
-round's figure is the median step; the reported figure is the median over rounds, with the
-spread (max − min) / median.
+every config alike. Each task times `steps` optimizer steps after `warmup` steps and records
+the machine's 1-minute load average as it starts; the round's figure is the median step; the
+reported figure is the mean over rounds with its 95 % t-interval, and configs whose intervals
+overlap are reported as tied (`tie_groups`): the probe never ranks inside its own noise.
 
 What a probe step is, and why: the model is built from the trial's config (`BioLM(cfg, vocab)`)
 and wrapped by `raybio.train.engine.build_engine` (the same AdamW, param groups, schedule and
@@ -27,42 +28,73 @@ steps of every task absorb whatever the previous config left in the allocator.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from raybio.data.manifest import Manifest, load_manifest
-from raybio.tune.runner import TrialRun
+from raybio.tune.record import SweepRecord, config_label
 
-PROBE_COLUMNS = ["probe/tokens_per_s", "probe/tokens_per_s_spread", "probe/step_time_s", "probe/peak_memory_MiB"]
+PROBE_COLUMNS = [
+    "probe/tokens_per_s",
+    "probe/tokens_per_s_low",
+    "probe/tokens_per_s_high",
+    "probe/tie_group",
+    "probe/step_time_s",
+    "probe/peak_memory_MiB",
+    "probe/load_avg_1m",
+]
+CI_LEVEL = 0.95
 
 
 @dataclass(frozen=True)
 class ProbeSettings:
     steps: int = 10
     warmup: int = 3
-    rounds: int = 3
+    rounds: int = 5
 
 
 @dataclass
 class ProbeResult:
-    """One config's probe figures (per training worker)."""
+    """One config's probe figures (per training worker): tokens/s of each round and its conditions."""
 
-    tokens_per_s: float  # median over rounds
-    tokens_per_s_spread: float  # (max − min) / median over rounds
-    step_time_s: float
+    rounds: list[float]  # tokens/s of each round (median step of the round)
+    step_times: list[float]  # the rounds' median step times
+    loads: list[float]  # 1-minute load average at the start of each round's task
     peak_memory_MiB: float
-    rounds: list[float]  # tokens/s of each round
 
-    def columns(self) -> dict[str, float]:
-        return {
-            "probe/tokens_per_s": self.tokens_per_s,
-            "probe/tokens_per_s_spread": self.tokens_per_s_spread,
-            "probe/step_time_s": self.step_time_s,
-            "probe/peak_memory_MiB": self.peak_memory_MiB,
-        }
+    @property
+    def tokens_per_s(self) -> float:
+        return float(np.mean(self.rounds))
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95 % t-interval of the mean over rounds ((nan, nan) with one round: no spread to judge by)."""
+        x = np.asarray(self.rounds, float)
+        if len(x) < 2:
+            return float("nan"), float("nan")
+        half = stats.t.ppf(0.5 + CI_LEVEL / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+        return float(x.mean() - half), float(x.mean() + half)
+
+
+def tie_groups(results: dict[str, ProbeResult]) -> dict[str, int]:
+    """Rank groups by mean tokens/s, 1 = fastest. Configs whose intervals overlap share a group (a ranking
+    inside the noise is a tie; chains A~B~C join one group). Without intervals (one round) every config is
+    group 0: not ranked."""
+    if any(np.isnan(r.interval[0]) for r in results.values()):
+        return dict.fromkeys(results, 0)
+    groups, group, low = {}, 0, float("inf")
+    for key in sorted(results, key=lambda k: -results[k].tokens_per_s):
+        lo, hi = results[key].interval
+        if hi < low:  # entirely below every interval of the group so far: a new group
+            group += 1
+        low = lo if hi < low else min(low, lo)
+        groups[key] = group
+    return groups
 
 
 def config_key(exp) -> str:
@@ -113,7 +145,7 @@ def time_steps(exp_dict: dict, shards_uri: str, manifest: Manifest, steps: int, 
     batches = _real_batches(exp, shards_uri, manifest, warmup + steps)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    times, load = [], os.getloadavg()[0]
     for i, (inputs, labels) in enumerate(batches):
         inputs, labels = inputs.to(device), labels.to(device)
         t0 = time.perf_counter()
@@ -124,7 +156,12 @@ def time_steps(exp_dict: dict, shards_uri: str, manifest: Manifest, steps: int, 
         out.lm_loss.item()  # syncs, as the training loop does
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return {"step_times": times, "tokens_per_step": int(inputs.numel()), "peak_memory_bytes": peak_memory_bytes(device)}
+    return {
+        "step_times": times,
+        "tokens_per_step": int(inputs.numel()),
+        "peak_memory_bytes": peak_memory_bytes(device),
+        "load_avg_1m": load,
+    }
 
 
 def probe_configs(
@@ -133,9 +170,7 @@ def probe_configs(
     """Probe each experiment (keyed by any label) through Ray, one task at a time, interleaved over rounds."""
     import ray
 
-    per_round: dict[str, list[float]] = {k: [] for k in experiments}
-    steps: dict[str, list[float]] = {k: [] for k in experiments}
-    memory: dict[str, float] = dict.fromkeys(experiments, 0.0)
+    results = {k: ProbeResult([], [], [], 0.0) for k in experiments}
     fresh = ray.remote(max_calls=1)(time_steps)
     pooled = ray.remote(max_calls=0)(time_steps)  # 0: the worker stays for later tasks (GPU tasks too)
     for round_ in range(settings.rounds):
@@ -145,44 +180,54 @@ def probe_configs(
             )
             out = ray.get(task.remote(exp.model_dump(), shards_uri, manifest, settings.steps, settings.warmup))
             median_step = float(np.median(out["step_times"]))
-            per_round[key].append(out["tokens_per_step"] / median_step)
-            steps[key].append(median_step)
+            r = results[key]
+            r.rounds.append(out["tokens_per_step"] / median_step)
+            r.step_times.append(median_step)
+            r.loads.append(out["load_avg_1m"])
             if round_ == 0:
-                memory[key] = out["peak_memory_bytes"] / 2**20
-    results = {}
-    for key in experiments:
-        tps = np.array(per_round[key])
-        med = float(np.median(tps))
-        results[key] = ProbeResult(
-            tokens_per_s=med,
-            tokens_per_s_spread=float((tps.max() - tps.min()) / med),
-            step_time_s=float(np.median(steps[key])),
-            peak_memory_MiB=memory[key],
-            rounds=tps.tolist(),
-        )
+                r.peak_memory_MiB = out["peak_memory_bytes"] / 2**20
     return results
 
 
-def probe_sweep(df: pd.DataFrame, trials: list[TrialRun], settings: ProbeSettings = ProbeSettings()) -> pd.DataFrame:
-    """The results table with `probe/*` columns: each distinct finished trial config probed once,
-    on the corpus that trial trained on."""
-    exps, corpus, key_of_trial = {}, {}, {}
-    for trial in trials:
+def probe_sweep(record: SweepRecord, settings: ProbeSettings) -> None:
+    """Probe each distinct finished config once, on the corpus it trained on: `probe/*` columns in the
+    record's results (replicates of a config share its figures) and one row per config and round in `record.probe`."""
+    exps, corpus, key_of_trial, label = {}, {}, {}, {}
+    for trial in record.trials():
         if not trial.ok:
             continue
         key = config_key(trial.experiment)
         exps.setdefault(key, trial.experiment)
         corpus.setdefault(key, trial.shards_uri)
+        label.setdefault(key, config_label(trial.params, record.axes))
         key_of_trial[trial.trial_id] = key
     if not exps:
-        return df
+        return
     # Every trial of a sweep reads the same corpus unless a data axis (seq_len) varies; group by corpus.
     results: dict[str, ProbeResult] = {}
     for uri in sorted(set(corpus.values())):
         group = {key: exp for key, exp in exps.items() if corpus[key] == uri}
         results |= probe_configs(group, uri, load_manifest(uri), settings)
-    out = df.copy()
-    keys = [key_of_trial.get(t) for t in df["trial_id"]]
+    groups = tie_groups(results)
+    columns = {
+        key: {
+            "probe/tokens_per_s": r.tokens_per_s,
+            "probe/tokens_per_s_low": r.interval[0],
+            "probe/tokens_per_s_high": r.interval[1],
+            "probe/tie_group": groups[key],
+            "probe/step_time_s": float(np.median(r.step_times)),
+            "probe/peak_memory_MiB": r.peak_memory_MiB,
+            "probe/load_avg_1m": float(np.mean(r.loads)),
+        }
+        for key, r in results.items()
+    }
+    keys = [key_of_trial.get(t) for t in record.results["trial_id"]]
     for col in PROBE_COLUMNS:
-        out[col] = [results[k].columns()[col] if k else np.nan for k in keys]
-    return out
+        record.results[col] = [columns[k][col] if k else np.nan for k in keys]
+    record.probe = pd.DataFrame(
+        [
+            {"config": label[key], "round": i, "tokens_per_s": tps, "step_time_s": st, "load_avg_1m": load}
+            for key, r in results.items()
+            for i, (tps, st, load) in enumerate(zip(r.rounds, r.step_times, r.loads, strict=True))
+        ]
+    )

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from raybio.analysis.scaling import SAME_SIZE, Fit, chinchilla_optimal_n, fit_chinchilla, fit_compute_law, fit_routed
-from raybio.analysis.seeds import SEED_AXIS, config_axes, config_label
+from raybio.tune.record import SEED_AXIS, config_axes, config_label
 
 EXTRAPOLATION_WARN = 10.0  # × the largest trial's compute
 DEFAULT_TARGET = 10.0  # default --target-flops, × the largest trial's compute

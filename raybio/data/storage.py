@@ -180,6 +180,14 @@ def write_bytes_atomic(uri: str, data: bytes, s3=None) -> None:
     fs.move(tmp, path)
 
 
+def write_table(df, uri: str, stem: str, s3=None) -> None:
+    """<stem>.csv and <stem>.parquet (a pandas DataFrame) under `uri`, each written atomically."""
+    write_bytes_atomic(join(uri, f"{stem}.csv"), df.to_csv(index=False).encode(), s3)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    write_bytes_atomic(join(uri, f"{stem}.parquet"), buf.getvalue(), s3)
+
+
 def write_json(uri: str, obj: dict, s3=None) -> None:
     write_bytes_atomic(uri, json.dumps(obj, indent=2, sort_keys=True).encode(), s3)
 

@@ -64,3 +64,17 @@ class MetricLogger:
         for part in parts.values():
             out.update(part)
         return out
+
+
+def progress_line(metrics: dict, max_steps: int | None, who: str = "") -> str | None:
+    """The console line of a report at a validation or the final step (None for other reports)."""
+    step = metrics.get("step")
+    if step not in (metrics.get("val_step"), max_steps):
+        return None
+    loss, val = metrics.get("loss", float("nan")), metrics.get("val_loss", float("nan"))
+    load = f", load {metrics['load_avg_1m']:.1f}" if "load_avg_1m" in metrics else ""
+    return (
+        f"[raybio] {who + ': ' if who else ''}step {step}/{max_steps or '?'} train loss {loss:.4f} "
+        f"val loss {val:.4f} {metrics.get('tokens_per_s', 0):,.0f} tokens/s (in training{load})"
+    )
+

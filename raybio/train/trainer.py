@@ -10,6 +10,7 @@ from raybio.data import storage
 from raybio.data.loader import read_split
 from raybio.data.manifest import Manifest
 from raybio.train.loop import train_loop_per_worker
+from raybio.train.reporting import progress_line
 
 
 def build_trainer(
@@ -63,7 +64,7 @@ def build_trainer(
 
 
 class ProgressLine(ray.train.UserCallback):
-    """One console line at each validation and at the end of a run: step, losses, tokens/s.
+    """`progress_line` at each validation and at the end of a run (`raybio train`).
 
     Ray Train calls it on its controller, whose output Ray forwards to the driver's console.
     """
@@ -72,15 +73,8 @@ class ProgressLine(ray.train.UserCallback):
         self.max_steps = max_steps
 
     def after_report(self, run_context, metrics, checkpoint):
-        m = metrics[0]
-        if m.get("step") not in (m.get("val_step"), self.max_steps):
-            return
-        print(
-            f"[raybio] step {m['step']}/{self.max_steps}: train loss {m.get('loss', float('nan')):.4f} "
-            f"val loss {m.get('val_loss', float('nan')):.4f} {m.get('tokens_per_s', 0):,.0f} tokens/s"
-            + (" (checkpoint saved)" if checkpoint is not None else ""),
-            flush=True,
-        )
+        if line := progress_line(metrics[0], self.max_steps):
+            print(line + (" (checkpoint saved)" if checkpoint is not None else ""), flush=True)
 
 
 def _ordered_ingest():

@@ -16,6 +16,9 @@ from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 from torch.utils.tensorboard import SummaryWriter
 
+from raybio.train.reporting import progress_line
+from raybio.tune.record import axis_label, trial_label
+
 STEP_SCALARS = {
     "loss": "loss/train",
     "aux_loss": "loss/router_aux",
@@ -28,12 +31,6 @@ STEP_SCALARS = {
     "data_wait_fraction": "throughput/data_wait_fraction",
     "mfu": "throughput/mfu",
 }
-
-
-def trial_label(params: dict, trial_id: str) -> str:
-    """A run name that says what the trial varied, e.g. `experts=4,top_k=2_ab12c`."""
-    parts = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{parts}_{trial_id}" if parts else trial_id
 
 
 def write_result(writer: SummaryWriter, result: dict) -> None:
@@ -121,19 +118,12 @@ class OrderedTuneReportCallback(TuneReportCallback):
 
 
 class ProgressLineCallback(Callback):
-    """One line per trial at each validation and at its end: what it varies, step, losses, tokens/s."""
+    """`progress_line` per trial at each validation and at its end, labelled with the trial's axis values."""
 
     def __init__(self, axes: list[str], max_steps: int | None):
         self.axes, self.max_steps = axes, max_steps
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get("step") != result.get("val_step") and result.get("step") != self.max_steps:
-            return
-        params = (trial.config or {}).get("params", {})
-        what = ", ".join(f"{a}={params.get(a)}" for a in self.axes)
-        print(
-            f"[raybio] trial {trial.trial_id} ({what}): step {result['step']}/{self.max_steps or '?'} "
-            f"train loss {result.get('loss', float('nan')):.4f} val loss {result.get('val_loss', float('nan')):.4f} "
-            f"{result.get('tokens_per_s', 0):,.0f} tokens/s (in training, load {result.get('load_avg_1m', 0):.1f})",
-            flush=True,
-        )
+        who = f"trial {trial.trial_id} ({axis_label((trial.config or {}).get('params', {}), self.axes)})"
+        if line := progress_line(result, self.max_steps, who):
+            print(line, flush=True)

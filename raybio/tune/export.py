@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 
 from raybio.config import ExperimentConfig
-from raybio.data import storage
 from raybio.tune.space import trial_experiment
 
 # Final metrics every row carries (missing ones are NaN, e.g. MFU on CPU).
@@ -83,14 +80,6 @@ def history_table(result_grid) -> pd.DataFrame:
             hist = hist.drop_duplicates("step", keep="first")
         frames.append(hist[keep].assign(**params))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def write_table(df: pd.DataFrame, sweep_uri: str, stem: str) -> None:
-    """<stem>.csv and <stem>.parquet, each written atomically."""
-    storage.write_bytes_atomic(storage.join(sweep_uri, f"{stem}.csv"), df.to_csv(index=False).encode())
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    storage.write_bytes_atomic(storage.join(sweep_uri, f"{stem}.parquet"), buf.getvalue())
 
 
 HPARAM_METRICS = ["val_loss", "tokens_per_s", "peak_memory_bytes", "train_flops_cum", "params_total"]

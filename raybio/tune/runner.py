@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time
@@ -10,19 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import pandas as pd
 import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from raybio.cluster import init_ray, max_concurrent_trials
+from raybio.cluster import init_ray, machine_line, max_concurrent_trials
 from raybio.config import ExperimentConfig, validate
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
 from raybio.models.flops import flops_per_token
 from raybio.train.trainer import build_trainer
-from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback, trial_label
-from raybio.tune.export import history_table, results_table, write_table
+from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback
+from raybio.tune.export import history_table, results_table
+from raybio.tune.record import Claim, SweepMeta, SweepRecord
 from raybio.tune.space import trial_experiment
 from raybio.tune.trackers import Tracker, tracker_callbacks
 
@@ -39,6 +38,7 @@ class SweepSpec:
     axes: dict[str, list]
     base: ExperimentConfig
     question: str = ""
+    claims: list[Claim] = field(default_factory=list)  # what the answer tests (raybio.analysis.answer)
     storage: str = "./runs"
     search: Literal["grid", "optuna"] = "grid"
     num_samples: int = 1
@@ -61,7 +61,7 @@ class SweepSpec:
     # Throughput probe after training ("off" where every trial had dedicated hardware).
     probe: Literal["after", "off"] = "after"
     probe_steps: int = 10
-    probe_rounds: int = 3
+    probe_rounds: int = 5
     # Compute at which the report picks the best config (None: 10x the largest trial).
     target_flops: float | None = None
 
@@ -139,45 +139,34 @@ def _grace(spec: SweepSpec) -> int:
     return spec.base.train.max_steps // 4 // spec.base.train.log_every * spec.base.train.log_every
 
 
-@dataclass
-class TrialRun:
-    """One finished trial as analysis needs it: what it trained (the full experiment) and where it left it."""
-
-    trial_id: str
-    label: str  # its TensorBoard run name, e.g. `experts=4_ab12c`
-    params: dict
-    ok: bool
-    experiment: ExperimentConfig
-    checkpoint_uri: str  # the final checkpoint (local path or s3:// URI); "" if it has none
-    shards_uri: str  # the corpus it trained on
-
-
-@dataclass
-class SweepOutcome:
-    spec: SweepSpec
-    root: str  # absolute storage root
-    sweep_uri: str
-    tb_dir: str  # local TensorBoard directory (published to remote storage by `publish_tensorboard`)
-    results: pd.DataFrame
-    history: pd.DataFrame
-    trials: list[TrialRun]
-    wall_time_s: float
-    fit_wall_time_s: float  # Tuner.fit alone: the time the trials had (sweep utilisation)
-    concurrent_trials: int
-
-
-def run_sweep(spec: SweepSpec) -> SweepOutcome:
-    """Run the sweep to completion; write results, history and sweep.json (analysis adds the rest)."""
+def run_sweep(spec: SweepSpec) -> SweepRecord:
+    """Run the sweep to completion; save and return its record (analysis adds the rest)."""
     t0 = time.time()
     root = storage.absolute(spec.storage)
-    sweep_uri = storage.join(root, spec.name)
     resources = init_ray()
     prepare(spec.base.data, default_shards_uri(root, spec.base.data))
     t = spec.base.train
     concurrency = max_concurrent_trials(resources, t.num_workers, t.cpus_per_worker, t.gpus_per_worker)
-    params, search_alg, num_samples, metric, mode, scheduler = _search(spec)
-
     tb_dir = _local_tensorboard_dir(root, spec.name)
+    tuner = _tuner(spec, root, tb_dir, concurrency)
+    uri = storage.join(root, spec.name)
+    print(
+        f"[raybio] sweep {spec.name!r}: axes {spec.axes}, search={spec.search}, {spec.budget}; "
+        f"{concurrency} concurrent trial(s) of {t.num_workers} worker(s); results -> {uri}",
+        flush=True,
+    )
+    t_fit = time.time()
+    grid = tuner.fit()
+    fit_wall_s = round(time.time() - t_fit, 1)
+    meta = _meta(spec, wall_time_s=round(time.time() - t0, 1), fit_wall_time_s=fit_wall_s, concurrency=concurrency)
+    record = SweepRecord(uri, meta, results_table(grid, spec.base), history_table(grid), tb_dir=tb_dir)
+    record.save()  # the trials' results are safe before analysis starts
+    return record
+
+
+def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tuner:
+    """A new Tuner over the sweep's trials, or the interrupted one of the same name with `spec.resume`."""
+    params, search_alg, num_samples, metric, mode, scheduler = _search(spec)
     # s3:// goes to Tune as a bucket path plus a filesystem: that is how Ray honours a custom endpoint.
     tune_path, tune_fs = storage.ray_storage(root, spec.base.data.s3)
     trainable = tune.with_resources(
@@ -193,7 +182,19 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
         ),
         {"CPU": TRIAL_DRIVER_CPU},
     )
-    tuner = tune.Tuner(
+    restore_path = storage.join(tune_path, spec.name)
+    if spec.resume and tune.Tuner.can_restore(restore_path, storage_filesystem=tune_fs):
+        # Unfinished and errored trials run again (resuming their Train checkpoints); finished ones are kept.
+        return tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=tune_fs)
+    callbacks = [
+        # Tune's own TensorBoard logger is off (raybio.cluster.init_ray): raybio writes one event file per trial.
+        CSVLoggerCallback(),
+        JsonLoggerCallback(),
+        TensorBoardCallback(tb_dir),
+        ProgressLineCallback(list(spec.axes), None if spec.flop_budget else spec.base.train.max_steps),
+        *tracker_callbacks(spec.tracker, spec.name),
+    ]
+    return tune.Tuner(
         trainable,
         param_space={"params": params},
         tune_config=tune.TuneConfig(
@@ -208,83 +209,41 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
             name=spec.name,
             storage_path=tune_path,
             storage_filesystem=tune_fs,
-            callbacks=[
-                # Tune's own TensorBoard logger is off (see below): raybio writes one event file per trial.
-                CSVLoggerCallback(),
-                JsonLoggerCallback(),
-                TensorBoardCallback(tb_dir),
-                ProgressLineCallback(list(spec.axes), None if spec.flop_budget else t.max_steps),
-                *tracker_callbacks(spec.tracker, spec.name),
-            ],
+            callbacks=callbacks,
             verbose=1,
             # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
             # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
-    print(
-        f"[raybio] sweep {spec.name!r}: axes {spec.axes}, search={spec.search}, {spec.budget}; "
-        f"{concurrency} concurrent trial(s) of {t.num_workers} worker(s); results -> {sweep_uri}",
-        flush=True,
+
+
+def _meta(spec: SweepSpec, *, wall_time_s: float, fit_wall_time_s: float, concurrency: int) -> SweepMeta:
+    return SweepMeta(
+        name=spec.name,
+        question=spec.question,
+        claims=spec.claims,
+        axes=spec.axes,
+        search=spec.search,
+        num_samples=spec.num_samples if spec.search == "optuna" else 1,
+        metric=spec.metric,
+        mode=spec.mode,
+        asha=spec.asha,
+        budget=spec.budget,
+        flop_budget=spec.flop_budget,
+        base=spec.base.model_dump(),
+        command=shlex.join(spec.command),
+        ray_version=ray.__version__,
+        wall_time_s=wall_time_s,
+        fit_wall_time_s=fit_wall_time_s,
+        concurrent_trials=concurrency,
+        probe=spec.probe,
+        probe_steps=spec.probe_steps,
+        probe_rounds=spec.probe_rounds,
+        target_flops=spec.target_flops,
+        tracker=spec.tracker,
+        machine=machine_line(),
     )
-    restore_path = storage.join(tune_path, spec.name)
-    if spec.resume and tune.Tuner.can_restore(restore_path, storage_filesystem=tune_fs):
-        # Unfinished and errored trials run again (resuming their Train checkpoints); finished ones are kept.
-        tuner = tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True, storage_filesystem=tune_fs)
-    t_fit = time.time()
-    # Without this Tune adds a TBXLoggerCallback: a second copy of every trial's curves under Ray's
-    # artifact folder, and a console hint pointing there rather than at <sweep>/tensorboard.
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    grid = tuner.fit()
-    fit_wall_s = time.time() - t_fit
-
-    df, history = results_table(grid, spec.base), history_table(grid)
-    write_table(df, sweep_uri, "results")
-    write_table(history, sweep_uri, "history")
-    wall = round(time.time() - t0, 1)
-    storage.write_json(
-        storage.join(sweep_uri, "sweep.json"),
-        {
-            "name": spec.name,
-            "question": spec.question,
-            "axes": spec.axes,
-            "search": spec.search,
-            "num_samples": num_samples,
-            "metric": spec.metric,
-            "mode": spec.mode,
-            "asha": spec.asha,
-            "budget": spec.budget,
-            "flop_budget": spec.flop_budget,
-            "base": spec.base.model_dump(),
-            "command": shlex.join(spec.command),
-            "ray_version": ray.__version__,
-            "wall_time_s": wall,
-        },
-    )
-    trials = _trial_runs(df, spec, root)
-    return SweepOutcome(spec, root, sweep_uri, tb_dir, df, history, trials, wall, round(fit_wall_s, 1), concurrency)
-
-
-def _trial_runs(df: pd.DataFrame, spec: SweepSpec, root: str) -> list[TrialRun]:
-    runs = []
-    for _, row in df.iterrows():
-        params = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in spec.axes}
-        exp = trial_experiment(spec.base, params)
-        ckpt = row["checkpoint_path"]
-        if ckpt and storage.is_remote(root):  # Ray reports bucket paths without the scheme
-            ckpt = f"{root.split('://')[0]}://{ckpt}"
-        runs.append(
-            TrialRun(
-                trial_id=row["trial_id"],
-                label=trial_label(params, row["trial_id"]),
-                params=params,
-                ok=row["status"] == "OK",
-                experiment=exp,
-                checkpoint_uri=ckpt,
-                shards_uri=default_shards_uri(root, exp.data),
-            )
-        )
-    return runs
 
 
 def _local_tensorboard_dir(root: str, name: str) -> str:

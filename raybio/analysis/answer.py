@@ -1,0 +1,83 @@
+"""A study's answer: every claim it tests, each treatment config against its baseline, paired by seed.
+
+The result is plain data (it is saved as the record's fits.json and rendered by the report and
+the console): per claim, one comparison per treatment config with its `Verdict`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from raybio.analysis.verdict import paired_verdict
+from raybio.tune.record import SEED_AXIS, Claim, SweepRecord, config_axes, config_label
+
+
+def _router(metric: str, how: str):
+    def column(df: pd.DataFrame) -> pd.Series:
+        cols = [c for c in df if c.startswith("router/") and c.endswith(f"/{metric}")]
+        return getattr(df[cols], how)(axis=1) if cols else pd.Series(np.nan, index=df.index)
+
+    return column
+
+
+# Claim metrics that are not a results column: one number per trial derived from several.
+METRICS = {
+    "router_max_over_mean_load": _router("max_over_mean_load", "max"),
+    "router_load_cv": _router("load_cv", "mean"),
+    "dead_experts": _router("dead_experts", "sum"),
+}
+UNITS = {"val_loss": "nats", "router_max_over_mean_load": "× mean load", "router_load_cv": "", "dead_experts": ""}
+
+
+def metric_values(df: pd.DataFrame, metric: str) -> pd.Series:
+    return METRICS[metric](df) if metric in METRICS else df[metric]
+
+
+def compare(record: SweepRecord, claim: Claim) -> list[dict]:
+    """One comparison per treatment config: its label, its baseline's and the paired `Verdict`."""
+    ok, axes = record.ok, record.axes
+    keys = config_axes(axes)
+    if ok.empty or not set(claim.baseline) <= set(keys):
+        return []
+    values = ok.assign(_metric=metric_values(ok, claim.metric).to_numpy())
+    not_tested = "; ".join(u for r in claim.regime if (u := r.unmet(record.meta.base))) or None
+    out = []
+    for _, config in ok[keys].drop_duplicates().iterrows():
+        params = config.to_dict()
+        is_baseline = all(params[a] == v for a, v in claim.baseline.items())
+        if is_baseline or any(params.get(a) != v for a, v in claim.treatment.items()):
+            continue
+        partner = {**params, **claim.baseline}
+        t, b = _by_seed(values, params), _by_seed(values, partner)
+        seeds = t.index.intersection(b.index)
+        if not len(seeds):
+            continue
+        verdict = paired_verdict(t[seeds].to_numpy(), b[seeds].to_numpy(), claim.expected, not_tested=not_tested)
+        out.append(
+            {
+                "treatment": config_label(params, axes),
+                "baseline": config_label(partner, axes),
+                "treatment_mean": float(t[seeds].mean()),
+                "baseline_mean": float(b[seeds].mean()),
+                **verdict.as_dict(),
+            }
+        )
+    return out
+
+
+def _by_seed(values: pd.DataFrame, params: dict) -> pd.Series:
+    """The claim metric of the trials of one config, indexed by training seed (0 without a seed axis)."""
+    rows = values[np.logical_and.reduce([values[a] == v for a, v in params.items()])]
+    seeds = rows[SEED_AXIS] if SEED_AXIS in rows else pd.Series(0, index=rows.index)
+    return pd.Series(rows["_metric"].to_numpy(), index=seeds.to_numpy()).dropna()
+
+
+def answer_study(record: SweepRecord) -> dict:
+    """Every claim of the study with its comparisons (JSON-ready)."""
+    return {
+        "claims": [
+            {**claim.model_dump(), "unit": UNITS.get(claim.metric, ""), "comparisons": compare(record, claim)}
+            for claim in record.meta.claims
+        ]
+    }

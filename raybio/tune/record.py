@@ -1,0 +1,207 @@
+"""A sweep's record: what ran and what it measured, held in memory and saved as one folder.
+
+`run_sweep` returns a `SweepRecord`; analysis adds the probe, anatomy and fits to it in memory
+and saves it once; `raybio report DIR` loads it. This module is the only code that reads or
+writes a sweep's files:
+
+    sweep.json                    SweepMeta: the question, axes, budget, base config, command, conditions
+    results.{csv,parquet}         one row per trial: axis values, final metrics, full config
+    history.{csv,parquet}         every report of every trial (curves)
+    probe.{csv,parquet}           the throughput probe, one row per config and round (with machine load)
+    anatomy.json                  router anatomy per MoE trial
+    fits.json                     the study's statistical answers (verdicts, fitted laws), as computed
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from raybio.config import ExperimentConfig
+from raybio.data import storage
+from raybio.data.prepare import default_shards_uri
+from raybio.tune.space import trial_experiment
+
+
+class Requirement(BaseModel):
+    """One condition of a paper's regime, on the sweep's base config: `data.seq_len >= 8192`."""
+
+    path: str  # a dotted config path
+    op: Literal[">=", "<=", "=="]
+    value: Any
+    what: str  # what it means, for the verdict: "context length"
+
+    def unmet(self, base: dict) -> str | None:
+        """Why the base config is outside the paper's regime (None when inside it)."""
+        value = base
+        for part in self.path.split("."):
+            value = value[part]
+        ok = {">=": value >= self.value, "<=": value <= self.value, "==": value == self.value}[self.op]
+        return None if ok else f"{self.what} {value} here, the paper's {self.op} {self.value}"
+
+
+class Claim(BaseModel):
+    """A published claim a study tests: on `metric`, every treatment config differs from the baseline
+    config in the `expected` direction (treatment − baseline), at the paper's regime."""
+
+    text: str
+    source: str
+    metric: str = "val_loss"  # a results column, or a derived one (raybio.analysis.answer.METRICS)
+    expected: Literal["lower", "higher"] = "lower"
+    baseline: dict[str, Any]  # axis values of the baseline config, e.g. {"experts": 1}
+    treatment: dict[str, Any] = {}  # axis values every treatment config has (empty: every other config)
+    regime: list[Requirement] = []
+
+
+class SweepMeta(BaseModel):
+    """sweep.json. Fields added since a sweep was saved load with their defaults (old reports rebuild)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    question: str = ""
+    claims: list[Claim] = []
+    axes: dict[str, list]
+    search: str = "grid"
+    num_samples: int = 1
+    metric: str | list[str] = "val_loss"
+    mode: str | list[str] = "min"
+    asha: bool = False
+    budget: str = ""
+    flop_budget: float | None = None
+    base: dict
+    command: str = ""
+    ray_version: str = ""
+    wall_time_s: float | None = None  # the trials' wall time (start to Tuner.fit's end)
+    fit_wall_time_s: float | None = None  # Tuner.fit alone: the time the trials had
+    concurrent_trials: int | None = None
+    probe: str = "off"
+    probe_steps: int = 10
+    probe_rounds: int = 5
+    target_flops: float | None = None
+    tracker: str | None = None  # --tracker: the report goes to the same MLflow / W&B place
+    utilisation: dict[str, float] = {}
+    utilisation_line: str = ""
+    machine: str = "not recorded"
+
+
+@dataclass
+class TrialRun:
+    """One trial as analysis needs it: what it trained (the full experiment) and where it left it."""
+
+    trial_id: str
+    label: str  # its TensorBoard run name, e.g. `experts=4_ab12c`
+    params: dict
+    ok: bool
+    experiment: ExperimentConfig
+    checkpoint_uri: str  # the final checkpoint (local path or s3:// URI); "" if it has none
+    shards_uri: str  # the corpus it trained on
+
+
+SEED_AXIS = "train.seed"  # what `--train-seeds` sweeps: a replicate, not a design choice
+
+
+def config_axes(axes: list[str]) -> list[str]:
+    """The axes that make a config: every swept axis but the training seed."""
+    return [a for a in axes if a != SEED_AXIS]
+
+
+def axis_label(values: Mapping, axes: list[str]) -> str:
+    """`experts=8, train.seed=1`: the values of `axes`, in their order."""
+    return ", ".join(f"{a}={values.get(a)}" for a in axes)
+
+
+def config_label(values: Mapping, axes: list[str]) -> str:
+    """`experts=8, top_k=2`: a trial's config without its seed (replicates share it)."""
+    return axis_label(values, config_axes(axes)) or "all trials"
+
+
+def trial_label(params: dict, trial_id: str) -> str:
+    """A trial's TensorBoard run name (a folder name), e.g. `experts=4,top_k=2_ab12c`."""
+    parts = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{parts}_{trial_id}" if parts else trial_id
+
+
+@dataclass
+class SweepRecord:
+    uri: str  # <storage>/<sweep name>
+    meta: SweepMeta
+    results: pd.DataFrame
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    probe: pd.DataFrame = field(default_factory=pd.DataFrame)
+    anatomy: dict[str, dict] = field(default_factory=dict)
+    fits: dict = field(default_factory=dict)
+    tb_dir: str = ""  # where this process writes TensorBoard files (not saved: a local path)
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.meta.axes)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.results[self.results["status"] == "OK"] if len(self.results) else self.results
+
+    @property
+    def root(self) -> str:
+        return self.uri.rsplit("/", 1)[0]
+
+    def trials(self) -> list[TrialRun]:
+        """Every trial's experiment (rebuilt from the base config and its axis values) and checkpoint."""
+        base = ExperimentConfig.model_validate(self.meta.base)
+        runs = []
+        for _, row in self.results.iterrows():
+            params = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in self.axes}
+            exp = trial_experiment(base, params)
+            ckpt = row.get("checkpoint_path", "") or ""
+            if ckpt and storage.is_remote(self.root) and "://" not in ckpt:  # Ray reports bucket paths bare
+                ckpt = f"{self.root.split('://')[0]}://{ckpt}"
+            runs.append(
+                TrialRun(
+                    trial_id=row["trial_id"],
+                    label=trial_label(params, row["trial_id"]),
+                    params=params,
+                    ok=row["status"] == "OK",
+                    experiment=exp,
+                    checkpoint_uri=ckpt,
+                    shards_uri=default_shards_uri(self.root, exp.data),
+                )
+            )
+        return runs
+
+    def save(self) -> None:
+        """Every file of the record, each written atomically (tables as CSV and parquet)."""
+        storage.write_json(storage.join(self.uri, "sweep.json"), self.meta.model_dump())
+        for stem, table in (("results", self.results), ("history", self.history), ("probe", self.probe)):
+            if len(table) or stem == "results":
+                storage.write_table(table, self.uri, stem)
+        if self.anatomy:
+            storage.write_json(storage.join(self.uri, "anatomy.json"), self.anatomy)
+        if self.fits:
+            storage.write_json(storage.join(self.uri, "fits.json"), self.fits)
+
+    @classmethod
+    def load(cls, uri: str) -> SweepRecord:
+        """The record of a finished sweep folder (local or s3://); raises FileNotFoundError naming the folder."""
+        meta = storage.read_json(storage.join(uri, "sweep.json"))
+        if meta is None:
+            raise FileNotFoundError(f"{uri} has no sweep.json: is it a finished raybio sweep folder?")
+        return cls(
+            uri=uri,
+            meta=SweepMeta.model_validate(meta),
+            results=_read_table(uri, "results"),
+            history=_read_table(uri, "history"),
+            probe=_read_table(uri, "probe"),
+            anatomy=storage.read_json(storage.join(uri, "anatomy.json")) or {},
+            fits=storage.read_json(storage.join(uri, "fits.json")) or {},
+            tb_dir=storage.join(uri, "tensorboard") if not storage.is_remote(uri) else "",
+        )
+
+
+def _read_table(uri: str, stem: str) -> pd.DataFrame:
+    path = storage.join(uri, f"{stem}.parquet")
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(path))) if storage.exists(path) else pd.DataFrame()
