@@ -89,31 +89,24 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     t0 = time.time()
     cfg = EvalConfig(
-        pooling=args.pooling, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train
+        pooling=args.pooling,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        finetune_lrs=args.lrs,
+        max_train=args.max_train,
+        allow_seen=args.allow_seen,
     )
     checkpoints = [c for path in args.checkpoints for c in find_checkpoints(path)]
     tasks = [*args.tasks, *args.extra_tasks]
-    runs, summary, leakage = evaluate(
-        checkpoints,
-        tasks,
-        cfg,
-        args.seeds,
-        tuple(args.protocol),
-        baselines=not args.no_baselines,
-        out_dir=args.out,
-        use_ray=not args.no_ray,
-    )
-    print(format_summary(summary))
-    routing = write_routing_change(checkpoints, tasks, cfg, args.out) if args.routing_change else None
-    conditions = (
-        f"{len(runs)} runs: seeds {args.seeds}; protocols "
-        f"{', '.join(args.protocol)}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, pooling {cfg.pooling}"
-        + (f", train rows capped at {cfg.max_train} per task (stratified)" if cfg.max_train else "")
-        + "; validation carved from train, test used once per run. "
-        + f"{machine_line()}; wall time {time.time() - t0:.0f} s."
-    )
-    report = write_evaluation_report(args.out, summary, leakage, conditions, checkpoints, routing)
-    print(f"runs: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv, report: {report}")
+    protocols = tuple(args.protocol)
+    result = evaluate(checkpoints, tasks, cfg, args.seeds, protocols, not args.no_baselines, args.out, not args.no_ray)
+    print(format_summary(result.summary.scores))
+    routing = None
+    if args.routing_change:
+        routing = write_routing_change(checkpoints, list(result.tasks.values()), cfg, args.out)
+    wall = f"{machine_line()}; wall time {time.time() - t0:.0f} s"
+    report = write_evaluation_report(args.out, result, cfg, args.seeds, protocols, wall, checkpoints, routing)
+    print(f"rows: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv, report: {report}")
 
 
 def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -142,9 +135,24 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", default="mean", choices=["mean", "first"])
     p.add_argument("--epochs", type=int, default=EvalConfig().epochs)
     p.add_argument("--batch-size", type=int, default=EvalConfig().batch_size)
-    p.add_argument("--lr", type=float, default=EvalConfig().lr, help="fine-tune learning rate")
-    p.add_argument("--max-train", type=int, help="downsample each task's train split to this many rows (stratified)")
-    p.add_argument("--no-baselines", action="store_true", help="skip k-mer, CNN and from-scratch baselines")
+    p.add_argument(
+        "--lrs",
+        type=float,
+        nargs="+",
+        default=EvalConfig().finetune_lrs,
+        help="fine-tune learning-rate grid, chosen on seed 0's validation split (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-train",
+        type=int,
+        help="downsample each task's train split to this many rows (stratified); the report states it",
+    )
+    p.add_argument("--no-baselines", action="store_true", help="skip the untrained backbone and the baselines")
+    p.add_argument(
+        "--allow-seen",
+        action="store_true",
+        help="run tasks drawn from a checkpoint's pretraining sources (refused by default; flagged in the report)",
+    )
     p.add_argument("--no-ray", action="store_true", help="run in this process, one run after another")
     p.add_argument(
         "--routing-change",

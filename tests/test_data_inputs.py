@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from raybio.config import DataConfig, SourceConfig
-from raybio.data.fasta import FastaError, read_fasta
+from raybio.data.fasta import read_fasta
 from raybio.data.prepare import prepare
 from raybio.data.sources import expand, iter_records, plan_sources, resolve_source
 from raybio.data.summary import summary
@@ -24,7 +24,7 @@ def test_not_a_fasta_file(tmp_path):
     path = tmp_path / "table.txt"
     path.write_text("id,seq\n1,ACGT\n")
     expected = r"table\.txt:1: not a FASTA file \(expected a '>' header line, got 'id,seq'\)"
-    with pytest.raises(FastaError, match=expected):
+    with pytest.raises(InputError, match=expected):
         records(path)
 
 

@@ -7,10 +7,11 @@ import gzip
 import numpy as np
 import pytest
 
-from raybio.data.fasta import FastaError, read_fasta
+from raybio.data.fasta import read_fasta
 from raybio.data.prepare import prepare
 from raybio.data.sources import resolve_source
 from raybio.data.tokenizers import KmerTokenizer
+from raybio.data.validate import InputError
 
 
 def tokens(tok: KmerTokenizer, seq: str) -> list[str]:
@@ -44,14 +45,14 @@ def test_kmer_tokenizer_rejects_non_dna_with_position():
 def test_fasta_bad_character_names_file_line_and_column(tmp_path):
     path = tmp_path / "bad.fa"
     path.write_text(">r1 ok\nACGT\nACGT\n>r2\nACGU\n")
-    with pytest.raises(FastaError, match=r"bad\.fa:5:4: invalid character 'U' in record 'r2'"):
+    with pytest.raises(InputError, match=r"bad\.fa:5:4: invalid character 'U' in record 'r2'"):
         list(read_fasta(path))
 
 
 def test_fasta_that_is_not_fasta_is_rejected(tmp_path):
     path = tmp_path / "table.csv"
     path.write_text("id,seq\n1,ACGT\n")
-    with pytest.raises(FastaError, match=r"table\.csv:1: not a FASTA file"):
+    with pytest.raises(InputError, match=r"table\.csv:1: not a FASTA file"):
         list(read_fasta(path))
 
 

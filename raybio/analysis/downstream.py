@@ -1,10 +1,12 @@
-"""The report's Downstream section: score ± CI vs the swept variable and vs pretraining FLOPs,
-and the pretrained / from-scratch / baselines table when `raybio evaluate` ran on the sweep."""
+"""The sweep report's Downstream section: score ± CI vs the swept variable and vs pretraining FLOPs,
+and the pretrained / untrained / baselines table when `raybio evaluate` ran on the sweep.
+
+`downstream_section` returns a `document.Section`; `add_section` (the old string splice) stays
+until the sweep report calls `downstream_section` itself.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 
 import matplotlib
@@ -13,16 +15,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from raybio.analysis.document import Figure, Section, Table, Text, _html_section, _md_section
 from raybio.data import storage
 
 NOTE = (
     "Scores are means over seeds of the test split (validation carved from train, never test); error bars "
     "are bootstrap 95 % CIs over test examples. The Genomic Benchmarks copies are the official test split "
-    "re-split 80/20: published numbers (e.g. GB CNN 69.5 / 84.6 % on the full splits) are context only."
+    "re-split 80/20: published numbers are context only."
 )
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
+    """PNG bytes of a matplotlib figure (closed afterwards)."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
@@ -30,9 +34,8 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _maybe_read(uri: str) -> bytes | None:
-    fs, path = storage.filesystem(uri)
-    return storage.read_bytes(uri) if fs.get_file_info(path).type.name != "NotFound" else None
+def _read_csv(uri: str) -> pd.DataFrame | None:
+    return pd.read_csv(io.BytesIO(storage.read_bytes(uri))) if storage.exists(uri) else None
 
 
 def headline_columns(df: pd.DataFrame) -> list[str]:
@@ -50,80 +53,61 @@ def plot_score(ok: pd.DataFrame, x: str, col: str) -> bytes:
     ax.set(xlabel=x, ylabel=col.removeprefix("downstream/"), title=f"{col.removeprefix('downstream/')} vs {x}")
     if x == "train_flops_cum":
         ax.set_xscale("log")
-    return _png(fig)
+    return png(fig)
 
 
-def section(df: pd.DataFrame, axes: list[str], sweep_uri: str) -> tuple[list[str], list[str], dict[str, bytes]]:
-    """(markdown lines, html parts, images) of the Downstream section; a one-line note when nothing was evaluated."""
-    ok = df[df["status"] == "OK"] if "status" in df else df
-    cols = [c for c in headline_columns(ok) if ok[c].notna().any()]
-    summary_bytes = _maybe_read(storage.join(sweep_uri, "downstream", "downstream_summary.csv"))
-    if not cols and summary_bytes is None:
-        text = "No downstream evaluation in this sweep (run it with --eval-tasks, or `raybio evaluate <sweep dir>`)."
-        return ["## Downstream", "", text, ""], [f"<h2>Downstream</h2><p>{text}</p>"], {}
-    images = {}
-    for col in cols:
-        stem = col.removeprefix("downstream/").replace("/", "_")
-        for x in [*axes, "train_flops_cum"]:
-            if x in ok and ok[x].notna().any():
-                images[f"downstream_{stem}_vs_{x}.png"] = plot_score(ok, x, col)
-    table = ok[[*(a for a in axes if a in ok), *cols]] if cols else pd.DataFrame()
-    md, h = ["## Downstream", "", NOTE, ""], [f"<h2>Downstream</h2><p>{html.escape(NOTE)}</p>"]
-    if cols:
-        md += [table.to_markdown(index=False), ""]
-        h.append(table.to_html(index=False))
-    if summary_bytes is not None:
-        summary = pd.read_csv(io.BytesIO(summary_bytes))
+def _evaluate_tables(sweep_uri: str) -> list:
+    blocks = []
+    summary = _read_csv(storage.join(sweep_uri, "downstream", "downstream_summary.csv"))
+    if summary is not None:
+        if "slice" in summary:
+            summary = summary[summary["slice"].isin(["clean", "all"])]
         wanted = ("task", "model", "protocol", "seeds", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "mcc")
         keep = [c for c in (*wanted, "recall_at_1", "mrr") if c in summary]
-        table = summary[keep].to_markdown(index=False)
-        md += ["Pretrained vs from-scratch vs baselines (`raybio evaluate`):", "", table, ""]
-        h.append("<p>Pretrained vs from-scratch vs baselines:</p>" + summary[keep].to_html(index=False))
-    routing_bytes = _maybe_read(storage.join(sweep_uri, "downstream", "routing_change.csv"))
-    if routing_bytes is not None:
-        routing = pd.read_csv(io.BytesIO(routing_bytes))
+        blocks.append(Table(summary[keep], "Pretrained vs untrained vs baselines (`raybio evaluate`)"))
+    routing = _read_csv(storage.join(sweep_uri, "downstream", "routing_change.csv"))
+    if routing is not None:
         text = (
             "Routing change by fine-tuning (OmniGene-4): per MoE layer, mean pairwise JS divergence (nats) "
             "between tasks' expert usage, pretrained vs each task's fine-tuned backbone."
         )
-        md += [text, "", routing.to_markdown(index=False), ""]
-        h.append(f"<p>{html.escape(text)}</p>" + routing.to_html(index=False))
-    for name, data in images.items():
-        md.append(f"![{name}]({name})")
-        h.append(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}">')
-    return md, h, images
+        blocks += [Text(text), Table(routing)]
+    return blocks
+
+
+def downstream_section(df: pd.DataFrame, axes: list[str], sweep_uri: str) -> Section | None:
+    """The Downstream section of a sweep report; None when nothing was evaluated."""
+    ok = df[df["status"] == "OK"] if "status" in df else df
+    cols = [c for c in headline_columns(ok) if ok[c].notna().any()]
+    tables = _evaluate_tables(sweep_uri)
+    if not cols and not tables:
+        return None
+    blocks: list = [Text(NOTE)]
+    if cols:
+        blocks.append(Table(ok[[*(a for a in axes if a in ok), *cols]]))
+    blocks += tables
+    for col in cols:
+        stem = col.removeprefix("downstream/").replace("/", "_")
+        for x in [*axes, "train_flops_cum"]:
+            if x in ok and ok[x].notna().any():
+                name = f"downstream_{stem}_vs_{x}.png"
+                blocks.append(Figure(name, plot_score(ok, x, col), name))
+    return Section("Downstream", blocks)
 
 
 def add_section(
     md: str, html_doc: str, df: pd.DataFrame, axes: list[str], sweep_uri: str, out_dir: str
 ) -> tuple[str, str]:
-    """Insert the Downstream section before "Reproduce" in both documents and write its PNGs."""
-    md_lines, html_parts, images = section(df, axes, sweep_uri)
-    for name, data in images.items():
-        storage.write_bytes_atomic(storage.join(out_dir, name), data)
-    md = md.replace("## Reproduce", "\n".join(md_lines) + "\n## Reproduce", 1)
-    html_doc = html_doc.replace("<h2>Reproduce</h2>", "\n".join(html_parts) + "\n<h2>Reproduce</h2>", 1)
-    return md, html_doc
+    """Insert the Downstream section before "Reproduce" in both documents and write its PNGs.
 
-
-def downstream_section(df: pd.DataFrame, axes: list[str], sweep_uri: str):
-    """The Downstream section as a `Section` of the report document."""
-    from raybio.analysis.document import Figure, Section, Table, Text
-
-    ok = df[df["status"] == "OK"] if "status" in df else df
-    cols = [c for c in headline_columns(ok) if ok[c].notna().any()]
-    summary_bytes = _maybe_read(storage.join(sweep_uri, "downstream", "downstream_summary.csv"))
-    if not cols and summary_bytes is None:
+    Transitional: the sweep report will add `downstream_section` to its Document instead.
+    """
+    section = downstream_section(df, axes, sweep_uri)
+    if section is None:
         text = "No downstream evaluation in this sweep (run it with --eval-tasks, or `raybio evaluate <sweep dir>`)."
-        return Section("Downstream", [Text(text)])
-    blocks: list = [Text(NOTE)]
-    if cols:
-        blocks.append(Table(ok[[*(a for a in axes if a in ok), *cols]]))
-        for col in cols:
-            stem = col.removeprefix("downstream/").replace("/", "_")
-            for x in [*axes, "train_flops_cum"]:
-                if x in ok and ok[x].notna().any():
-                    blocks.append(Figure(f"downstream_{stem}_vs_{x}.png", plot_score(ok, x, col)))
-    if summary_bytes is not None:
-        blocks.append(Table(pd.read_csv(io.BytesIO(summary_bytes)), caption="`raybio evaluate` summary"))
-    return Section("Downstream", blocks)
+        section = Section("Downstream", [Text(text)])
+    for fig in section.figures():
+        storage.write_bytes_atomic(storage.join(out_dir, fig.name), fig.png)
+    md = md.replace("## Reproduce", "\n".join(_md_section(section, 2)) + "\n## Reproduce", 1)
+    html_doc = html_doc.replace("<h2>Reproduce</h2>", "\n".join(_html_section(section, 2)) + "\n<h2>Reproduce</h2>", 1)
+    return md, html_doc

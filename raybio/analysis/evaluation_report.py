@@ -1,59 +1,40 @@
-"""The report of a `raybio evaluate` run: per task, pretrained vs from-scratch vs baselines, with CIs.
+"""The report of a `raybio evaluate` run, as a `Document` of sections (downstream_report.{md,html}).
 
-Written beside downstream.csv as downstream_report.{md,html}. Each task's table gives every
-model × protocol its metrics as mean [bootstrap 95 % CI] (min–max over seeds); one sentence per
-task answers "does pretraining beat from-scratch and the best baseline here, and by how much",
-saying when the intervals overlap (then the data cannot tell them apart).
+Per task: every model's scores on the clean test slice as mean [hierarchical-bootstrap 95 % CI]
+(min–max over seeds), the paired comparisons that answer "does pretraining help here, and does it
+beat the baselines" in words taken from the test, per-class metrics and confusion matrices; then
+what each checkpoint pretrained on, which tasks overlap it, the leakage counts and the tuning grids.
 """
 
 from __future__ import annotations
 
-import html
+import matplotlib
 
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from raybio.data import storage
+from raybio.analysis.document import Bullets, Document, Figure, Section, Table, Text, write_document
+from raybio.analysis.downstream import png
+from raybio.evaluate.protocols import EvalConfig
+from raybio.evaluate.runner import Evaluation
+from raybio.evaluate.summary import label
 from raybio.models.blocks import has_experts
 from raybio.train.checkpoint import read_experiment, read_train_state
 
-METRICS = ("accuracy", "mcc", "macro_f1", "auroc", "recall_at_1", "recall_at_10", "mrr")
-CAVEAT = (
+CLASSIFICATION_COLUMNS = ("accuracy", "mcc", "macro_f1", "auroc", "auprc")
+RETRIEVAL_COLUMNS = ("recall_at_1", "recall_at_10", "mrr")
+GB_CAVEAT = (
     "The Genomic Benchmarks copies bundled here are the official *test* split re-split 80/20 "
-    "(5,558/1,390 and 7,227/1,807 rows): published numbers (GB CNN 69.5 / 84.6 %, HyenaDNA 74.2 / 96.6 %, "
-    "Caduceus-Ph 74.7 / 94.6 % on enhancers_cohn / nontata_promoters) are context, not like-for-like."
+    "(train 5,558 / 7,227 rows before any cap): the published numbers beside them were trained on the official "
+    "20,843 / 27,097-row train splits with another protocol (5-fold CV); they are context, not like-for-like."
 )
-
-
-def _cell(row: pd.Series, m: str) -> str:
-    if m not in row or pd.isna(row[m]):
-        return ""
-    ci = f" [{row[f'{m}_ci_low']:.3f}, {row[f'{m}_ci_high']:.3f}]" if pd.notna(row.get(f"{m}_ci_low")) else ""
-    return f"{row[m]:.3f}{ci} ({row[f'{m}_min']:.3f}–{row[f'{m}_max']:.3f})"
-
-
-def _who(row: pd.Series) -> str:
-    return row["model"] if row["model"] in ("kmer_logreg", "gb_cnn") else f"{row['model']} {row['protocol']}"
-
-
-def answer(group: pd.DataFrame, metric: str) -> str:
-    """Pretrained fine-tune against from-scratch and the best baseline on `metric`, in words."""
-    pick = {_who(r): r for _, r in group.iterrows()}
-    pre, scratch = pick.get("pretrained finetune"), pick.get("scratch finetune")
-    bases = [r for k, r in pick.items() if k in ("kmer_logreg", "gb_cnn") and pd.notna(r.get(metric))]
-    if pre is None:
-        return "no pretrained fine-tune on this task"
-    parts = []
-    for name, other in [("from-scratch", scratch), *[(f"the best baseline ({_who(b)})",
-                        b) for b in sorted(bases, key=lambda b: -b[metric])[:1]]]:  # fmt: skip
-        if other is None:
-            continue
-        diff = pre[metric] - other[metric]
-        overlap = (f"{metric}_ci_low" in pre and pd.notna(pre[f"{metric}_ci_low"])
-                   and pre[f"{metric}_ci_low"] <= other[f"{metric}_ci_high"]
-                   and other[f"{metric}_ci_low"] <= pre[f"{metric}_ci_high"])  # fmt: skip
-        verdict = "beats" if diff > 0 else "trails"
-        parts.append(f"{verdict} {name} by {abs(diff):.3f}" + (" (95 % CIs overlap)" if overlap else ""))
-    return f"pretrained fine-tune {', and '.join(parts)} in {metric}" if parts else "nothing to compare with"
+# Top-1 accuracy, Caduceus paper's table as reproduced in JanusDNA (Duan et al. 2025) Table 1.
+PUBLISHED = {
+    "gb_nontata_promoters": {"CNN 264k": 0.861, "HyenaDNA 436k": 0.944, "Caduceus-Ph 470k": 0.946},
+    "gb_enhancers_cohn": {"CNN 264k": 0.702, "HyenaDNA 436k": 0.729, "Caduceus-Ph 470k": 0.747},
+}
+PUBLISHED_COLUMN = "published (official split, different protocol)"
 
 
 def pretraining(checkpoint: str) -> str:
@@ -75,47 +56,152 @@ def pretraining(checkpoint: str) -> str:
     )
 
 
+def _cell(row, m: str) -> str:
+    if m not in row or pd.isna(row[m]):
+        return ""
+    ci = f" [{row[f'{m}_ci_low']:.3f}, {row[f'{m}_ci_high']:.3f}]" if pd.notna(row.get(f"{m}_ci_low")) else ""
+    return f"{row[m]:.3f}{ci} ({row[f'{m}_min']:.3f}–{row[f'{m}_max']:.3f})"
+
+
+def _who(row) -> str:
+    name = label(row["model"], row["protocol"])
+    hp = f" ({row['hp_name']}={row['hp']:g})" if row.get("hp_name") and pd.notna(row.get("hp")) else ""
+    return name + hp
+
+
+def scores_table(group: pd.DataFrame, task: str, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """One row per model (best first); GB tasks gain the published column and rows."""
+    group = group.sort_values(metrics[0], ascending=False)
+    rows = [{"model": _who(r), "seeds": r["seeds"], **{m: _cell(r, m) for m in metrics}} for _, r in group.iterrows()]
+    if task in PUBLISHED:
+        for row in rows:
+            row[PUBLISHED_COLUMN] = (
+                f"CNN 264k: {PUBLISHED[task]['CNN 264k']:.3f}" if row["model"].startswith("gb_cnn") else ""
+            )
+        rows += [
+            {"model": f"{name} (published)", PUBLISHED_COLUMN: f"{acc:.3f}"} for name, acc in PUBLISHED[task].items()
+        ]
+    return pd.DataFrame(rows).fillna("")
+
+
+def forest(group: pd.DataFrame, task: str, metric: str) -> Figure:
+    """Each model's clean-slice score with its 95 % CI (hierarchical bootstrap)."""
+    g = group.sort_values(metric)
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(g) + 1.2))
+    y = range(len(g))
+    lo = g[metric] - g.get(f"{metric}_ci_low", g[metric])
+    hi = g.get(f"{metric}_ci_high", g[metric]) - g[metric]
+    ax.errorbar(g[metric], y, xerr=[lo.fillna(0), hi.fillna(0)], fmt="o", capsize=3)
+    ax.set_yticks(list(y), [label(m, p) for m, p in zip(g["model"], g["protocol"], strict=True)])
+    ax.set(xlabel=f"{metric} (clean test slice)", title=task)
+    ax.grid(axis="x", alpha=0.3)
+    return Figure(f"downstream_{task}_{metric}.png", png(fig), f"{task}: {metric} with 95 % CI")
+
+
+def task_section(name: str, result: Evaluation) -> Section:
+    s = result.summary
+    task = result.tasks[name]
+    scores = s.scores[s.scores["task"] == task.name]
+    retrieval = "recall_at_1" in scores and scores["recall_at_1"].notna().any()
+    metrics = RETRIEVAL_COLUMNS if retrieval else CLASSIFICATION_COLUMNS
+    main = scores[scores["slice"].isin(["clean", "all"])]
+    blocks: list = [Text(task.note)] if task.note else []
+    comp = s.comparisons[s.comparisons["task"] == task.name] if len(s.comparisons) else pd.DataFrame()
+    if len(comp):
+        blocks.append(Bullets([f"**{r.a}**: {r.verdict}" for r in comp.itertuples()]))
+    n_test = int(main["n_test"].iloc[0])
+    caption = f"{'all' if retrieval else 'clean'} test slice ({n_test:,} rows); mean [95 % CI] (min–max over seeds)"
+    blocks.append(Table(scores_table(main, name, metrics), caption))
+    blocks.append(forest(main, task.name, metrics[0]))
+    if len(comp):
+        cols = ["a", "b", "difference", "ci_low", "ci_high", "p_bootstrap", "p_holm", "p_mcnemar_median", "seeds"]
+        blocks.append(Table(comp[cols].round(4), "paired comparisons (accuracy, clean slice)", collapsed=True))
+    other = scores[~scores["slice"].isin(["clean", "all"])]
+    if len(other):
+        table = pd.DataFrame(
+            [
+                {"slice": r["slice"], "n_test": r["n_test"], "model": _who(r)} | {"accuracy": _cell(r, "accuracy")}
+                for _, r in other.iterrows()
+            ]
+        )
+        blocks.append(Table(table, "test rows scored apart (near duplicates of train, seen in pretraining)"))
+    if not retrieval:
+        pc = s.per_class[s.per_class["task"] == task.name].drop(columns=["task", "checkpoint"]).round(3)
+        cm = s.confusion[s.confusion["task"] == task.name].drop(columns=["task", "checkpoint"])
+        blocks += [Table(pc, "per-class precision / recall / F1 (clean slice, seeds pooled)", collapsed=True)]
+        blocks += [Table(cm, "confusion matrices (rows: true class; mean counts over seeds)", collapsed=True)]
+    return Section(task.name, blocks)
+
+
+def setup_section(result: Evaluation, cfg: EvalConfig, seeds: int, protocols, wall: str) -> Section:
+    cap = f"{cfg.max_train:,} rows per task (stratified, every model alike)" if cfg.max_train else "none (full splits)"
+    items = [
+        f"seeds {seeds}; protocols {', '.join(protocols)}; pooling {cfg.pooling}; batch {cfg.batch_size}",
+        f"**train-row cap (`--max-train`): {cap}**; validation: {cfg.val_fraction:.0%} carved from train, never test",
+        f"grids, chosen by validation loss on seed 0 and kept for all seeds: fine-tune lr {cfg.finetune_lrs}, "
+        f"probe lr {cfg.probe_lrs}, GB CNN lr {cfg.cnn_lrs}, k-mer LR C {cfg.kmer_cs}; epochs by early stopping on "
+        f"validation (fine-tune ≤ {cfg.epochs}, patience {cfg.patience}; probe ≤ {10 * cfg.epochs}; CNN ≤ 10)",
+        "untrained = the checkpoint's architecture from a seeded random init (new init per seed), probed and fine-tuned"
+        " exactly like the pretrained weights",
+        f"CIs: hierarchical bootstrap ({cfg.bootstrap} resamples) over seeds and test examples; comparisons: paired "
+        "bootstrap of the accuracy difference and exact McNemar per seed (median p), Holm-adjusted over all "
+        "comparisons; verdicts say 'helps' / 'beats' only when the adjusted p < 0.05 and the interval excludes 0",
+        f"{len(result.runs)} rows ({result.reused} reused from an earlier run's journal); {wall}",
+    ]
+    return Section("How this was run", [Bullets(items), Text(GB_CAVEAT, callout=True)])
+
+
+def data_section(result: Evaluation, checkpoints) -> Section:
+    blocks: list = [Bullets([pretraining(c) for c in checkpoints])] if checkpoints else []
+    if len(result.overlap):
+        cols = ["checkpoint", "task", "corpus", "same_files", "seen", "n_test", "refused", "reason"]
+        about = (
+            "Each task against each checkpoint's pretraining corpus (its manifest's source files and checksums): a "
+            "task drawn from a pretraining source file is refused; test rows with ≥ 50 % of their k-mers (31-mers DNA, "
+            "both strands; 10-mers protein) in the corpus are 'seen' and scored apart."
+        )
+        blocks += [Text(about), Table(result.overlap[cols], "pretraining overlap")]
+    if len(result.leakage):
+        blocks.append(
+            Table(
+                result.leakage.drop(columns="note"),
+                "test rows duplicating train rows (near: k-mer Jaccard ≥ 0.9; scored apart)",
+            )
+        )
+    return Section("Checkpoints, pretraining overlap, leakage", blocks)
+
+
+def tuning_section(result: Evaluation) -> Section:
+    runs = result.runs
+    grid = runs[(runs["seed"] == 0) & (runs["hp_name"].astype(str) != "")]
+    cols = [c for c in ("task", "model", "protocol", "hp_name", "hp", "val_loss", "selected", "accuracy") if c in grid]
+    return Section(
+        "Tuning (seed 0 grids)", [Table(grid[cols].round(4), "validation loss per grid value", collapsed=True)]
+    )
+
+
 def write_evaluation_report(
     out_dir: str,
-    summary: pd.DataFrame,
-    leakage: pd.DataFrame,
-    conditions: str,
-    checkpoints: list[str] = (),
+    result: Evaluation,
+    cfg: EvalConfig,
+    seeds: int,
+    protocols,
+    wall: str,
+    checkpoints=(),
     routing: pd.DataFrame | None = None,
 ) -> str:
-    """downstream_report.md and .html under `out_dir`; returns the HTML's URI."""
-    md = ["# raybio downstream evaluation", "", conditions, "", CAVEAT, ""]
-    body = [f"<h1>raybio downstream evaluation</h1><p>{html.escape(conditions)}</p><p>{html.escape(CAVEAT)}</p>"]
-    if checkpoints:
-        lines = [pretraining(c) for c in checkpoints]
-        md += ["## Checkpoints", "", *[f"- {line}" for line in lines], ""]
-        body += ["<h2>Checkpoints</h2><ul>", *[f"<li>{html.escape(line)}</li>" for line in lines], "</ul>"]
-    for task, group in summary.groupby("task", sort=False):
-        metrics = [m for m in METRICS if m in group and group[m].notna().any()]
-        headline = "recall_at_1" if "recall_at_1" in metrics else "accuracy"
-        table = pd.DataFrame([{"model": _who(r), "seeds": r["seeds"], **{m: _cell(r, m) for m in metrics}}
-                              for _, r in group.iterrows()])  # fmt: skip
-        says = answer(group, headline) if headline == "accuracy" else "retrieval: projector vs its controls"
-        md += [f"## {task}", "", f"**Answer:** {says}.", "", table.to_markdown(index=False), ""]
-        body += [f"<h2>{html.escape(task)}</h2><p><b>Answer:</b> {html.escape(says)}.</p>", table.to_html(index=False)]
-    if not leakage.empty:
-        md += ["## Train/test leakage", "", leakage.to_markdown(index=False), ""]
-        body += ["<h2>Train/test leakage</h2>", leakage.to_html(index=False)]
+    """downstream_report.md and .html (and the figures) under `out_dir`; returns the HTML's URI."""
+    sections = [setup_section(result, cfg, seeds, protocols, wall)]
+    sections += [task_section(name, result) for name in result.tasks if name in set(result.summary.scores["task"])]
+    sections.append(data_section(result, checkpoints))
+    if "hp_name" in result.runs:
+        sections.append(tuning_section(result))
     if routing is not None and not routing.empty:
         about = (
             "Per MoE layer, the mean pairwise Jensen–Shannon divergence between the classification tasks' "
             "expert-usage distributions, through the pretrained backbone (before) and through each task's own "
-            "fine-tuned backbone (after; seed 0)."
+            "fine-tuned backbone (after; seed 0, one fine-tune per task)."
         )
-        table = routing.round(5)
-        md += ["## Routing change by fine-tuning", "", about, "", table.to_markdown(index=False), ""]
-        body += [f"<h2>Routing change by fine-tuning</h2><p>{html.escape(about)}</p>", table.to_html(index=False)]
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
-    )
-    style += "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-    head = f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head>"
-    page = f"{head}<body>{''.join(body)}</body></html>"
-    storage.write_bytes_atomic(storage.join(out_dir, "downstream_report.md"), "\n".join(md).encode())
-    storage.write_bytes_atomic(storage.join(out_dir, "downstream_report.html"), page.encode())
-    return storage.join(out_dir, "downstream_report.html")
+        sections.append(Section("Routing change by fine-tuning", [Text(about), Table(routing.round(5))]))
+    doc = Document("raybio downstream evaluation", sections)
+    return write_document(doc, out_dir, "downstream_report")["html"]

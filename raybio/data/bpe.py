@@ -15,23 +15,14 @@ import numpy as np
 import tokenizers as hf_tokenizers
 from tokenizers import Regex, models, pre_tokenizers, trainers
 
-from raybio.data.tokenizers import (
-    DNA_BASES,
-    EOS_ID,
-    MASK_ID,
-    PAD_ID,
-    PROTEIN_RESIDUES,
-    SPECIAL_TOKENS,
-    Tokenizer,
-    token_dtype,
-)
+from raybio.data.alphabet import RESIDUES, UNKNOWN
+from raybio.data.tokenizers import EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKENS, Tokenizer, token_dtype
 
 CHUNK = 1000
-_ALPHABET = {"dna": (DNA_BASES, "N"), "protein": (PROTEIN_RESIDUES, "X")}
 
 
 def _pre_tokenizer(modality: str) -> pre_tokenizers.PreTokenizer:
-    _, unknown = _ALPHABET[modality]
+    unknown = UNKNOWN[modality]
     return pre_tokenizers.Split(Regex(f"{unknown}|[^{unknown}]{{1,{CHUNK}}}"), behavior="isolated")
 
 
@@ -54,7 +45,7 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: list[str], modality: str, vocab_size: int = 4096) -> BPETokenizer:
         """Train on `texts` (validated sequences of one modality); deterministic for equal input."""
-        letters, unknown = _ALPHABET[modality]
+        letters, unknown = RESIDUES[modality], UNKNOWN[modality]
         hf = hf_tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
         hf.pre_tokenizer = _pre_tokenizer(modality)
         trainer = trainers.BpeTrainer(
@@ -93,4 +84,4 @@ class BPETokenizer(Tokenizer):
 
     @property
     def unknown_ids(self) -> list[int]:
-        return [self.hf.token_to_id(_ALPHABET[self.modalities[0]][1])]
+        return [self.hf.token_to_id(UNKNOWN[self.modalities[0]])]

@@ -11,11 +11,6 @@ from typing import BinaryIO
 
 from raybio.data.validate import InputError, Policy, Rejects, Validator
 
-# The walking skeleton's name for a bad-input error; every reader raises the same class.
-FastaError = InputError
-DNA_ALPHABET = frozenset("ACGTN")
-PROTEIN_ALPHABET = frozenset("ACDEFGHIKLMNPQRSTVWYX")
-
 
 @dataclass(frozen=True)
 class Record:

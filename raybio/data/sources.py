@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from raybio.data import storage
+from raybio.data.alphabet import guess_modality
 from raybio.data.config import SourceConfig
 from raybio.data.fasta import Record, parse_fasta, read_fasta
-from raybio.data.validate import InputError, Policy, Rejects, Validator, guess_modality
+from raybio.data.validate import InputError, Policy, Rejects, Validator
 
 BUNDLED = {
     "ecoli": "ecoli_K12_MG1655_NC_000913.2.fa.gz",

@@ -19,14 +19,13 @@ import json
 
 import numpy as np
 
+# MODALITIES: the `modality` column of the shards stores the index into it.
+from raybio.data.alphabet import DNA_BASES, MODALITIES, PROTEIN_RESIDUES, UNKNOWN, looks_like_protein
+
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<cls>", "<sep>", "<mask>", "<bos>", "<eos>")
 PAD_ID, UNK_ID, MASK_ID, EOS_ID = 0, 1, 4, 6
 IGNORE = -100  # the label of a position the loss skips (PyTorch's default ignore_index)
-MODALITIES = ("dna", "protein")  # the `modality` column of the shards stores the index into this
-DNA_BASES = "ACGT"
-PROTEIN_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 _INVALID = 0xFFFF
-_PROTEIN_ONLY = set(b"EFILPQ")
 
 
 def _ascii(seq: str | bytes) -> bytes:
@@ -36,11 +35,6 @@ def _ascii(seq: str | bytes) -> bytes:
 def _invalid(seq: bytes, ids: np.ndarray, what: str, allowed: str) -> ValueError:
     pos = int(np.argmax(ids == _INVALID))
     return ValueError(f"invalid {what} character {chr(seq[pos])!r} at position {pos}; allowed: {allowed}")
-
-
-def looks_like_protein(seq: bytes) -> bool:
-    """True if `seq` holds a letter that only amino acids use (E F I L P Q: not a base nor an IUPAC code)."""
-    return bool(set(seq.upper()) & _PROTEIN_ONLY)
 
 
 def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +224,7 @@ class ProteinTokenizer(Tokenizer):
     modalities = ("protein",)
 
     def __init__(self, first_id: int = len(SPECIAL_TOKENS)):
-        self.protein_tokens = [*PROTEIN_RESIDUES, "X"]
+        self.protein_tokens = [*PROTEIN_RESIDUES, UNKNOWN["protein"]]
         self.vocab = [*SPECIAL_TOKENS, *self.protein_tokens]
         lut = np.full(256, _INVALID, dtype=np.uint16)
         for i, ch in enumerate(self.protein_tokens):
@@ -248,7 +242,7 @@ class ProteinTokenizer(Tokenizer):
         raw = _ascii(seq)
         ids = self._lut[np.frombuffer(raw, dtype=np.uint8)]
         if ids.size and ids.max() == _INVALID:
-            raise _invalid(raw, ids, "protein", PROTEIN_RESIDUES + "X")
+            raise _invalid(raw, ids, "protein", "".join(self.protein_tokens))
         return ids
 
 

@@ -14,11 +14,8 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from raybio.data.tokenizers import DNA_BASES, PROTEIN_RESIDUES, looks_like_protein
+from raybio.data.alphabet import ALPHABETS, IUPAC, looks_like_protein
 
-ALPHABETS = {"dna": (DNA_BASES + "N").encode(), "protein": (PROTEIN_RESIDUES + "X").encode()}
-# IUPAC ambiguity codes and what `iupac_to_n` maps them to.
-IUPAC = {"dna": (b"RYSWKMBDHV", b"N"), "protein": (b"BZJUO", b"X")}
 REASONS = {
     "empty": "record has no sequence",
     "invalid_character": "record has characters outside the alphabet (on_invalid=skip)",
@@ -67,8 +64,8 @@ class Validator:
 
     def __init__(self, modality: str, policy: Policy, rejects: Rejects, path: str):
         self.modality, self.policy, self.rejects, self.path = modality, policy, rejects, path
-        self.valid = ALPHABETS[modality]
-        codes, target = IUPAC[modality]
+        self.valid = ALPHABETS[modality].encode()
+        codes, target = (x.encode() for x in IUPAC[modality])
         lower = bytes(range(ord("a"), ord("z") + 1))
         src, dst = lower, lower.upper()
         if policy.iupac_to_n:
@@ -122,14 +119,9 @@ class Validator:
         codes, target = IUPAC[self.modality]
         if self.modality == "dna" and looks_like_protein(seq):
             msg += " (this looks like protein: declare the source's modality as protein)"
-        elif ch.encode() in codes:
-            msg += f" ({ch!r} is an IUPAC ambiguity code: set data.iupac_to_n=true to read it as {target.decode()})"
+        elif ch in codes:
+            msg += f" ({ch!r} is an IUPAC ambiguity code: set data.iupac_to_n=true to read it as {target})"
         return msg + "; or set data.on_invalid=skip to drop such records (they are counted)"
-
-
-def guess_modality(residues: bytes) -> str:
-    """'protein' if any letter only amino acids use (E F I L P Q) appears, else 'dna'."""
-    return "protein" if looks_like_protein(residues) else "dna"
 
 
 def input_error_in(err: BaseException | None) -> InputError | None:

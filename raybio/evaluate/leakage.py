@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 
+NEAR_K = {"dna": 6, "protein": 3}  # k-mer size of the near-duplicate check per modality
+NEAR_THRESHOLD = 0.9  # k-mer-set Jaccard at or above which a test row is a near duplicate of a train row
+
 
 @dataclass
 class Leakage:
@@ -37,7 +40,7 @@ def max_jaccard(train: list[str], test: list[str], k: int, chunk: int = 512) -> 
     return best
 
 
-def leakage(train: list[str], test: list[str], k: int = 6, threshold: float = 0.9) -> Leakage:
+def leakage(train: list[str], test: list[str], k: int = 6, threshold: float = NEAR_THRESHOLD) -> Leakage:
     """Exact and near-duplicate counts of test sequences against train."""
     seen = set(train)
     exact = sum(s in seen for s in test)

@@ -21,25 +21,33 @@ from torch import nn
 
 from raybio.evaluate import backbone as bb
 from raybio.evaluate.metrics import classification_metrics
-from raybio.evaluate.splits import Split, carve_validation
+from raybio.evaluate.splits import stratified_holdout, validation_indices
 from raybio.evaluate.tasks import ClassificationTask
 
 
 class EvalConfig(BaseModel):
-    """How each downstream run trains (defaults follow Caduceus: 10 % validation, 10 epochs, early stopping)."""
+    """How each downstream run trains (Caduceus-style: 10 % validation, early stopping on it).
+
+    Every trainable model and baseline gets the same treatment: a small grid (learning rate,
+    or C for the k-mer model) is tried on seed 0, the value with the lowest validation loss is
+    kept for every seed, and the number of epochs is chosen by early stopping on validation.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    protocol: Literal["finetune", "probe"] = "finetune"
     pooling: Literal["mean", "first"] = "mean"
-    epochs: int = Field(10, ge=1, description="fine-tune epochs (probe heads train up to 10x as many: they are cheap)")
+    epochs: int = Field(10, ge=1, description="most fine-tune epochs (probe heads train up to 10x as many)")
     patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-4, gt=0, description="fine-tune learning rate (the probe head uses 1e-3)")
+    finetune_lrs: list[float] = Field([1e-4, 3e-4, 1e-3], min_length=1, description="fine-tune LR grid")
+    probe_lrs: list[float] = Field([1e-3, 1e-2], min_length=1, description="linear-probe head LR grid")
+    cnn_lrs: list[float] = Field([3e-4, 1e-3, 3e-3], min_length=1, description="GB CNN LR grid")
+    kmer_cs: list[float] = Field([0.1, 1.0, 10.0], min_length=1, description="k-mer logistic regression C grid")
     weight_decay: float = Field(0.01, ge=0)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     max_train: int | None = Field(None, ge=2, description="downsample train rows (stratified) to this many")
-    bootstrap: int = Field(200, ge=50, description="bootstrap resamples for the test-set CI")
+    bootstrap: int = Field(1000, ge=50, description="hierarchical bootstrap resamples")
+    allow_seen: bool = Field(False, description="run tasks that overlap a checkpoint's pretraining sources")
 
 
 @dataclass
@@ -125,68 +133,95 @@ def adamw(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Opti
     return torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
 
 
-def split_for_seed(task: ClassificationTask, cfg: EvalConfig, seed: int) -> tuple[Split, Split]:
-    """The (train, validation) split of one seed, downsampled to `cfg.max_train` if asked."""
-    train = task.train
-    if cfg.max_train and len(train) > cfg.max_train:
-        from raybio.evaluate.splits import stratified_holdout
+def split_for_seed(task: ClassificationTask, cfg: EvalConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into `task.train` of one seed's (train, validation), downsampled to `cfg.max_train` first."""
+    keep = np.arange(len(task.train))
+    if cfg.max_train and len(keep) > cfg.max_train:
+        keep, _ = stratified_holdout(task.train.labels, 1 - cfg.max_train / len(keep), seed, task.name)
+        keep = np.sort(keep)
+    tr, va = validation_indices(task.train.subset(keep), cfg.val_fraction, seed, task.name)
+    return keep[tr], keep[va]
 
-        keep, _ = stratified_holdout(train.labels, 1 - cfg.max_train / len(train), seed, task.name)
-        train = train.subset(np.sort(keep))
-    return carve_validation(train, cfg.val_fraction, seed, task.name)
 
-
-def run_backbone(task: ClassificationTask, model, tokenizer, cfg: EvalConfig, seed: int) -> dict:
-    """Fine-tune or probe `model` (a BioLM, modified in place) on `task`; metrics + test probabilities."""
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    train, val = split_for_seed(task, cfg, seed)
-    enc = {
-        name: bb.encode(tokenizer, s.sequences, task.modality, model.cfg.max_seq_len, f"task {task.name}")
-        for name, s in (("train", train), ("val", val), ("test", task.test))
-    }
-    labels = {"train": train.labels, "val": val.labels, "test": task.test.labels}
-    n_classes = len(task.classes)
-    if cfg.protocol == "finetune":
-        module = bb.SequenceClassifier(model, n_classes, cfg.pooling)
-        loaders = {k: Loader(labels[k], cfg.batch_size, ids=enc[k].ids, pad_id=tokenizer.pad_id) for k in enc}
-        fitted = fit(
-            module,
-            loaders["train"],
-            loaders["val"],
-            cfg.epochs,
-            cfg.patience,
-            adamw(module, cfg.lr, cfg.weight_decay),
-            seed,
-        )
-    else:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        feats = {k: bb.features(model, enc[k].ids, cfg.pooling, cfg.batch_size, tokenizer.pad_id) for k in enc}
-        scaler = StandardScaler().fit(feats["train"])
-        loaders = {
-            k: Loader(labels[k], cfg.batch_size, feats=scaler.transform(feats[k]).astype(np.float32)) for k in enc
-        }
-        module = nn.Linear(model.cfg.d_model, n_classes)
-        fitted = fit(
-            module,
-            loaders["train"],
-            loaders["val"],
-            10 * cfg.epochs,
-            3 * cfg.patience,
-            adamw(module, 1e-3, cfg.weight_decay),
-            seed,
-        )
-    prob = predict(module, loaders["test"])
+def result_row(task: ClassificationTask, prob: np.ndarray, n_train: int, n_val: int, t0: float, **extra) -> dict:
+    """Test metrics, test probabilities and sizes of one run."""
     return {
         **classification_metrics(task.test.labels, prob),
         "prob": prob,
-        "best_epoch": fitted.best_epoch,
-        "epochs_run": len(fitted.val_losses),
-        "best_val_loss": min(fitted.val_losses),
-        "n_train": len(train),
-        "n_val": len(val),
+        "n_train": n_train,
+        "n_val": n_val,
         "n_test": len(task.test),
-        "n_truncated": sum(e.n_truncated for e in enc.values()),
         "seconds": time.perf_counter() - t0,
+        **extra,
     }
+
+
+def _fitted(fitted: FitResult) -> dict:
+    return {"best_epoch": fitted.best_epoch, "epochs_run": len(fitted.val_losses), "val_loss": min(fitted.val_losses)}
+
+
+def finetune(task: ClassificationTask, model, tokenizer, cfg: EvalConfig, lr: float, seed: int) -> dict:
+    """Fine-tune `model` (a BioLM, modified in place) with a linear head on `task`; metrics + test probabilities."""
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    tr, va = split_for_seed(task, cfg, seed)
+    parts = {"train": task.train.subset(tr), "val": task.train.subset(va), "test": task.test}
+    enc = {
+        k: bb.encode(tokenizer, s.sequences, task.modality, model.cfg.max_seq_len, f"task {task.name}")
+        for k, s in parts.items()
+    }
+    loaders = {k: Loader(parts[k].labels, cfg.batch_size, ids=enc[k].ids, pad_id=tokenizer.pad_id) for k in enc}
+    module = bb.SequenceClassifier(model, len(task.classes), cfg.pooling)
+    opt = adamw(module, lr, cfg.weight_decay)
+    fitted = fit(module, loaders["train"], loaders["val"], cfg.epochs, cfg.patience, opt, seed)
+    prob = predict(module, loaders["test"])
+    n_cut = sum(e.n_truncated for e in enc.values())
+    return result_row(task, prob, len(tr), len(va), t0, **_fitted(fitted), n_truncated=n_cut)
+
+
+@dataclass
+class Features:
+    """Frozen-backbone pooled features of a task's train rows (computed as needed) and test rows."""
+
+    model: object
+    tokenizer: object
+    task: ClassificationTask
+    cfg: EvalConfig
+    train: dict[int, np.ndarray] = field(default_factory=dict)
+    test: np.ndarray | None = None
+    n_truncated: int = 0
+
+    def _embed(self, sequences: list[str]) -> np.ndarray:
+        m, tok = self.model, self.tokenizer
+        enc = bb.encode(tok, sequences, self.task.modality, m.cfg.max_seq_len, f"task {self.task.name}")
+        self.n_truncated += enc.n_truncated
+        return bb.features(m, enc.ids, self.cfg.pooling, self.cfg.batch_size, tok.pad_id)
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        missing = [int(i) for i in idx if int(i) not in self.train]
+        if missing:
+            for i, x in zip(missing, self._embed([self.task.train.sequences[i] for i in missing]), strict=True):
+                self.train[i] = x
+        return np.stack([self.train[int(i)] for i in idx])
+
+    def test_rows(self) -> np.ndarray:
+        if self.test is None:
+            self.test = self._embed(self.task.test.sequences)
+        return self.test
+
+
+def probe(feats: Features, cfg: EvalConfig, lr: float, seed: int) -> dict:
+    """A linear head on standardised frozen features (up to 10x the fine-tune epochs; 3x the patience)."""
+    t0 = time.perf_counter()
+    task = feats.task
+    torch.manual_seed(seed)
+    tr, va = split_for_seed(task, cfg, seed)
+    X = {"train": feats.rows(tr), "val": feats.rows(va), "test": feats.test_rows()}
+    y = {"train": task.train.labels[tr], "val": task.train.labels[va], "test": task.test.labels}
+    scaler = StandardScaler().fit(X["train"])
+    loaders = {k: Loader(y[k], cfg.batch_size, feats=scaler.transform(X[k]).astype(np.float32)) for k in X}
+    module = nn.Linear(X["train"].shape[1], len(task.classes))
+    opt = adamw(module, lr, cfg.weight_decay)
+    fitted = fit(module, loaders["train"], loaders["val"], 10 * cfg.epochs, 3 * cfg.patience, opt, seed)
+    prob = predict(module, loaders["test"])
+    return result_row(task, prob, len(tr), len(va), t0, **_fitted(fitted), n_truncated=feats.n_truncated)

@@ -8,15 +8,21 @@ pairwise Jensen–Shannon divergence between the tasks' expert-usage distributio
 
 from __future__ import annotations
 
+import copy
+import json
+
 import numpy as np
 import pandas as pd
 import torch
 
+from raybio.data import storage
 from raybio.evaluate import backbone as bb
-from raybio.evaluate.protocols import EvalConfig, run_backbone
-from raybio.evaluate.tasks import ClassificationTask, load_task
+from raybio.evaluate.protocols import EvalConfig, finetune
+from raybio.evaluate.tasks import ClassificationTask, Task
 from raybio.models.blocks import has_experts
+from raybio.models.config import ModelConfig
 from raybio.models.moe.recorder import RouterRecorder, js_by_layer
+from raybio.models.pretrained import CONFIG_FILE
 
 
 @torch.no_grad()
@@ -32,15 +38,27 @@ def task_usage(model, tokenizer, task: ClassificationTask, n: int = 128, batch_s
     return {layer: per_tag[task.name] for layer, per_tag in rec.usage().items()}
 
 
-def routing_change(checkpoint: str, tasks: list[str], cfg: EvalConfig, seed: int = 0) -> pd.DataFrame:
-    """Rows (layer, js_before, js_after): mean pairwise JS between tasks, before vs after fine-tuning."""
-    loaded = [t for t in map(load_task, tasks) if isinstance(t, ClassificationTask)]
+def read_model_config(checkpoint: str) -> ModelConfig:
+    """A checkpoint's model config from its config.json (no weights read)."""
+    meta = json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG_FILE)))
+    return ModelConfig.model_validate(meta["experiment"]["model"])
+
+
+def routing_lr(cfg: EvalConfig) -> float:
+    """The fine-tune learning rate used here: the middle of the grid (one fine-tune per task, not a grid)."""
+    return sorted(cfg.finetune_lrs)[len(cfg.finetune_lrs) // 2]
+
+
+def routing_change(checkpoint: str, tasks: list[Task], cfg: EvalConfig, seed: int = 0) -> pd.DataFrame:
+    """Rows (layer, js_before, js_after): mean pairwise JS between tasks, before vs after fine-tuning
+    (each task fine-tuned once, seed `seed`, at `routing_lr`)."""
+    loaded = [t for t in tasks if isinstance(t, ClassificationTask)]
     model, tokenizer = bb.load(checkpoint)
     before = {t.name: task_usage(model, tokenizer, t) for t in loaded}
     after = {}
     for task in loaded:
-        tuned, _ = bb.load(checkpoint)
-        run_backbone(task, tuned, tokenizer, cfg.model_copy(update={"protocol": "finetune"}), seed)
+        tuned = copy.deepcopy(model)
+        finetune(task, tuned, tokenizer, cfg, routing_lr(cfg), seed)
         after[task.name] = task_usage(tuned, tokenizer, task)
 
     def by_layer(usage: dict[str, dict[int, np.ndarray]]) -> dict[int, float]:
@@ -53,21 +71,19 @@ def routing_change(checkpoint: str, tasks: list[str], cfg: EvalConfig, seed: int
     )
 
 
-def write_routing_change(checkpoints: list[str], tasks: list[str], cfg: EvalConfig, out: str) -> pd.DataFrame | None:
+def write_routing_change(checkpoints: list[str], tasks: list[Task], cfg: EvalConfig, out: str) -> pd.DataFrame | None:
     """routing_change.{csv,parquet}: one row per (checkpoint, MoE layer); dense checkpoints are skipped, said so.
 
     Returns the table (None when no checkpoint has MoE layers)."""
-    from raybio.evaluate.runner import write_table
-
     frames = []
     for ckpt in checkpoints:
-        if not has_experts(bb.load(ckpt)[0].cfg.pattern):
+        if not has_experts(read_model_config(ckpt).pattern):
             print(f"routing change: {ckpt} has no MoE layers, skipped")
             continue
         frames.append(routing_change(ckpt, tasks, cfg).assign(checkpoint=ckpt))
     if frames:
         df = pd.concat(frames, ignore_index=True)
-        write_table(df, out, "routing_change")
+        storage.write_table(df, out, "routing_change")
         print(df.to_string(index=False))
         return df
     return None

@@ -1,16 +1,22 @@
-"""Fan (checkpoint x task x model x protocol x seed) out as Ray tasks; collect, summarise, write.
+"""Evaluate checkpoints on downstream tasks: load each task once, fan (model x task) units out on Ray.
 
-`evaluate` is what `raybio evaluate` runs: one Ray task per run (one CPU, one torch thread),
-a line printed per finished run, then `downstream.csv` / `downstream.parquet` (one row per
-run with its config) and a summary (mean, min–max over seeds, bootstrap 95 % CI over the
-test set) with the baselines beside the checkpoint's own rows.
+`evaluate` is what `raybio evaluate` runs:
+
+1. each checkpoint's pretraining corpus is read from its manifest (`seen.py`); the species task
+   leaves those genomes out, and a task drawn from a pretraining source file is refused;
+2. each task is parsed once and shared with the units (`ray.put`);
+3. one Ray task per unit (`units.py`: a checkpoint's weights, pretrained or untrained, or the
+   baselines, x one task) loops over protocols x seeds; every finished row is journaled in
+   `<out>/journal/`, and a rerun with the same arguments reuses those rows;
+4. `summary.py` scores every model on the clean test slice (near duplicates of train rows and
+   rows seen in pretraining scored apart), with hierarchical-bootstrap CIs and paired tests.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +24,24 @@ import pandas as pd
 
 from raybio.data import storage
 from raybio.data.validate import InputError
-from raybio.evaluate import backbone as bb
-from raybio.evaluate.baselines import BASELINES
-from raybio.evaluate.leakage import leakage
-from raybio.evaluate.metrics import CLASSIFICATION, RETRIEVAL, bootstrap_ci
-from raybio.evaluate.protocols import EvalConfig, run_backbone
-from raybio.evaluate.retrieval import CONTROLS, embed_pairs, retrieve
-from raybio.evaluate.tasks import ClassificationTask, RetrievalTask, load_task
+from raybio.evaluate.journal import Journal
+from raybio.evaluate.leakage import NEAR_K, NEAR_THRESHOLD, max_jaccard
+from raybio.evaluate.metrics import CLASSIFICATION, RETRIEVAL
+from raybio.evaluate.protocols import EvalConfig
+from raybio.evaluate.seen import Corpus, KmerIndex, checkpoint_corpus, overlap
+from raybio.evaluate.summary import Summary, slices, summarize
+from raybio.evaluate.tasks import ClassificationTask, RetrievalTask, Task, load_task
+from raybio.evaluate.units import Unit, run_unit
+from raybio.models.pretrained import read_tokenizer
 
-BUNDLED_TASKS = ("gb_nontata_promoters", "gb_enhancers_cohn", "species", "protein_family", "gene_protein_retrieval")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One downstream run. `model`: pretrained | scratch | kmer_logreg | gb_cnn | retrieval (all controls)."""
-
-    checkpoint: str
-    task: str
-    model: str
-    protocol: str
-    seed: int
+BUNDLED_TASKS = (
+    "gb_nontata_promoters",
+    "gb_enhancers_cohn",
+    "species",
+    "protein_family",
+    "gene_protein_retrieval",
+    "gene_protein_retrieval_saureus",
+)
 
 
 def find_checkpoints(path: str) -> list[str]:
@@ -61,147 +65,117 @@ def find_checkpoints(path: str) -> list[str]:
     return [str(p) for p in newest.values()]
 
 
-def plan(checkpoints: list[str], tasks: list[str], protocols: list[str], seeds: int, baselines: bool) -> list[RunSpec]:
-    """Every run to do; baselines (k-mer, CNN) once per task, from-scratch once per checkpoint."""
-    specs = []
-    for task in tasks:
-        if task == "gene_protein_retrieval":
-            specs += [RunSpec(c, task, "retrieval", "probe", s) for c in checkpoints for s in range(seeds)]
+@dataclass
+class Evaluation:
+    runs: pd.DataFrame  # every row (grid points included, `selected` marks the kept ones), no probabilities
+    summary: Summary
+    leakage: pd.DataFrame  # per task: exact / near-duplicate test rows of train
+    overlap: pd.DataFrame  # per (checkpoint, task): pretraining source files in common, test rows seen, refused
+    reused: int  # rows taken from the journal of an earlier run
+    tasks: dict[str, Task]  # as loaded (parsed once)
+
+
+def _corpora(checkpoints: list[str]) -> dict[str, Corpus]:
+    return {c: checkpoint_corpus(c) for c in checkpoints}
+
+
+def _overlap(checkpoints, tasks: dict[str, Task], corpora: dict[str, Corpus], cfg: EvalConfig, log) -> pd.DataFrame:
+    indices: dict[frozenset, KmerIndex] = {}
+    rows = []
+    for ckpt in checkpoints:
+        corpus = corpora[ckpt]
+        index = indices.setdefault(corpus.sha256, KmerIndex.build(corpus))
+        for name, task in tasks.items():
+            o = overlap(task, corpus, index)
+            refused = o.refused and not cfg.allow_seen
+            rows.append(
+                {"checkpoint": ckpt, "task": name, "corpus": corpus.origin, "same_files": ", ".join(o.same_files)}
+                | {"n_test": len(o.seen_test), "seen": int(o.seen_test.sum()), "refused": refused}
+                | {"reason": o.reason() if o.refused else "", "_mask": o.seen_test}
+            )
+            if o.refused:
+                verb = "refused" if refused else "run anyway (--allow-seen)"
+                log(f"{name} {verb} for {ckpt}: {o.reason()}")
+            elif o.seen_test.any():
+                log(f"{name}: {int(o.seen_test.sum())} test rows are in {ckpt}'s pretraining corpus; scored apart")
+    return pd.DataFrame(rows)
+
+
+def _leakage(tasks: dict[str, Task]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    rows, near = [], {}
+    for name, task in tasks.items():
+        if not isinstance(task, ClassificationTask):
             continue
-        for seed in range(seeds):
-            for ckpt in checkpoints:
-                for protocol in protocols:
-                    specs.append(RunSpec(ckpt, task, "pretrained", protocol, seed))
-                    if baselines:
-                        specs.append(RunSpec(ckpt, task, "scratch", protocol, seed))
-            if baselines:
-                specs += [RunSpec("", task, name, "baseline", seed) for name in BASELINES]
-    return specs
+        k = NEAR_K[task.modality]
+        near[name] = max_jaccard(task.train.sequences, task.test.sequences, k) >= NEAR_THRESHOLD
+        exact = int(np.isin(task.test.sequences, task.train.sequences).sum())
+        rows.append(
+            {"task": task.name, "exact": exact, "near": int(near[name].sum()), "n_test": len(task.test), "k": k}
+            | {"threshold": NEAR_THRESHOLD, "note": task.note}
+        )
+    return pd.DataFrame(rows), near
 
 
-def execute(spec: RunSpec, cfg: EvalConfig, threads: int = 1) -> list[dict]:
-    """Do one run in this process; rows of metrics (classification rows keep their test probabilities)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    task = load_task(spec.task)
-    base = {**asdict(spec), "task": task.name, "task_source": spec.task, "pooling": cfg.pooling}
-    if spec.model in BASELINES:
-        return [{**base, **BASELINES[spec.model](task, cfg, spec.seed)}]
-    model, tokenizer = bb.load(spec.checkpoint)
-    if isinstance(task, RetrievalTask):
-        genes, proteins = embed_pairs(task, model, tokenizer, cfg.batch_size)
-        return [{**base, "model": control, **retrieve(genes, proteins, spec.seed, control)} for control in CONTROLS]
-    if spec.model == "scratch":
-        model = bb.fresh_copy(model, spec.seed)
-    run_cfg = cfg.model_copy(update={"protocol": spec.protocol})
-    return [{**base, **run_backbone(task, model, tokenizer, run_cfg, spec.seed)}]
+def _tokenizer_skips(checkpoints: list[str], tasks: dict[str, Task], log) -> set[tuple[str, str]]:
+    """(checkpoint, task) pairs whose tokenizer cannot encode the task's modality (read without the weights)."""
+    skip = set()
+    for ckpt in checkpoints:
+        tokenizer = read_tokenizer(ckpt)
+        for name, task in tasks.items():
+            needs = {"dna", "protein"} if isinstance(task, RetrievalTask) else {task.modality}
+            if not needs <= set(tokenizer.modalities):
+                skip.add((ckpt, name))
+                log(
+                    f"skipped {name} for {ckpt}: its {tokenizer.kind} tokenizer encodes "
+                    f"{'/'.join(tokenizer.modalities)} only; the task needs {'+'.join(sorted(needs))}"
+                )
+    return skip
 
 
-def _describe(row: dict) -> str:
-    names = [m for m in (*CLASSIFICATION, *RETRIEVAL) if m in row and not pd.isna(row[m])][:3]
-    scores = " ".join(f"{m} {row[m]:.3f}" for m in names)
-    return f"{row['task']} {row['model']} {row['protocol']} seed {row['seed']}: {scores} ({row['seconds']:.0f} s)"
+def plan(checkpoints, tasks: dict[str, Task], skip: set, baselines: bool) -> list[Unit]:
+    """Units, longest first: each checkpoint's pretrained (and untrained) backbone per task, then baselines."""
+    units = []
+    for name in tasks:
+        runnable = [c for c in checkpoints if (c, name) not in skip]
+        units += [Unit(c, "pretrained", name) for c in runnable]
+        if baselines:
+            units += [Unit(c, "untrained", name) for c in runnable]
+        if baselines and (runnable or not checkpoints):
+            units.append(Unit("", "baselines", name))
+    return units
 
 
-def run_all(specs: list[RunSpec], cfg: EvalConfig, use_ray: bool = True, log=print) -> list[dict]:
-    """Run every spec (as Ray tasks, or in this process); prints a line as each finishes."""
-    rows: list[dict] = []
+def run_units(units, tasks, cfg, protocols, seeds, journal: Journal, done: dict, use_ray: bool, log) -> list[dict]:
+    """Every unit's rows: in this process, or one Ray task (one CPU, one torch thread) per unit."""
     if not use_ray:
-        for i, spec in enumerate(specs, 1):
-            for row in execute(spec, cfg):
-                rows.append(row)
-                log(f"[{i}/{len(specs)}] {_describe(row)}")
-        return rows
+        return [row for u in units for row in run_unit(u, tasks[u.task], cfg, protocols, seeds, journal, done, log=log)]
     import ray
 
     from raybio.cluster import init_ray
 
     init_ray()
-    remote = ray.remote(num_cpus=1)(execute)
-    pending = {remote.remote(spec, cfg): spec for spec in specs}
-    done = 0
+    refs = {name: ray.put(task) for name, task in tasks.items()}  # each task parsed once, shared by its units
+    remote = ray.remote(num_cpus=1)(run_unit)
+    pending = {remote.remote(u, refs[u.task], cfg, protocols, seeds, journal, done): u for u in units}
+    rows, finished = [], 0
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
-        spec = pending.pop(ready[0])
+        unit = pending.pop(ready[0])
         try:
             out = ray.get(ready[0])
         except ray.exceptions.RayTaskError as err:
             if isinstance(err.cause, InputError):
                 raise err.cause from None
             raise
-        done += 1
-        for row in out:
-            rows.append(row)
-            log(f"[{done}/{len(specs)}] {_describe(row)}")
+        finished += 1
+        rows += out
+        log(f"[{finished}/{len(units)} units] {unit.task} {unit.init} done: {len(out)} rows")
     return rows
 
 
-def summarize(runs: pd.DataFrame, n_resamples: int = 200) -> pd.DataFrame:
-    """Per (checkpoint, task, model, protocol): seeds, and per metric mean, min, max, 95 % CI.
-
-    Classification CIs bootstrap the test set with every seed's predictions averaged per
-    resample; retrieval draws a different test set per seed, so it reports min–max only.
-    """
-    out = []
-    keys = ["checkpoint", "task", "task_source", "model", "protocol"]
-    for key, group in runs.groupby(keys, sort=False, dropna=False):
-        row = dict(zip(keys, key, strict=True)) | {"seeds": len(group)}
-        task_is_retrieval = "recall_at_1" in group and group["recall_at_1"].notna().all()
-        ci = {} if task_is_retrieval else bootstrap_ci(load_task_labels(key[2]), list(group["prob"]), n_resamples)
-        for m in RETRIEVAL if task_is_retrieval else CLASSIFICATION:
-            if m not in group or group[m].isna().all():
-                continue
-            row |= {f"{m}": group[m].mean(), f"{m}_min": group[m].min(), f"{m}_max": group[m].max()}
-            if m in ci:
-                row[f"{m}_ci_low"], row[f"{m}_ci_high"] = ci[m]
-        out.append(row)
-    return pd.DataFrame(out)
-
-
-_LABELS: dict[str, np.ndarray] = {}
-
-
-def load_task_labels(name: str) -> np.ndarray:
-    if name not in _LABELS:
-        _LABELS[name] = load_task(name).test.labels
-    return _LABELS[name]
-
-
-def leakage_table(tasks: list[str]) -> pd.DataFrame:
-    """Exact and near-duplicate (k-mer Jaccard >= 0.9) test-vs-train counts per classification task."""
-    rows = []
-    for name in tasks:
-        task = load_task(name)
-        if isinstance(task, ClassificationTask):
-            k = 6 if task.modality == "dna" else 3
-            leak = leakage(task.train.sequences, task.test.sequences, k=k)
-            rows.append({"task": task.name, **asdict(leak), "note": task.note})
-    return pd.DataFrame(rows)
-
-
-def incompatible(checkpoints: list[str], tasks: list[str], log=print) -> set[tuple[str, str]]:
-    """(checkpoint, task) pairs whose tokenizer cannot encode the task's modality; each is logged, not run."""
-    skip = set()
-    for ckpt in checkpoints:
-        _, tokenizer = bb.load(ckpt)
-        for name in tasks:
-            task = load_task(name)
-            needs = {"dna", "protein"} if isinstance(task, RetrievalTask) else {task.modality}
-            if not needs <= set(tokenizer.modalities):
-                skip.add((ckpt, name))
-                log(
-                    f"skipped {task.name} for {ckpt}: its {tokenizer.kind} tokenizer encodes "
-                    f"{'/'.join(tokenizer.modalities)} only; the task needs {'+'.join(sorted(needs))}"
-                )
-    return skip
-
-
-def write_table(df: pd.DataFrame, out_dir: str, stem: str) -> None:
-    storage.write_bytes_atomic(storage.join(out_dir, f"{stem}.csv"), df.to_csv(index=False).encode())
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    storage.write_bytes_atomic(storage.join(out_dir, f"{stem}.parquet"), buf.getvalue())
+def config_hash(cfg: EvalConfig) -> str:
+    """What decides a row's result (not the bootstrap size nor --allow-seen)."""
+    return hashlib.sha256(cfg.model_dump_json(exclude={"bootstrap", "allow_seen"}).encode()).hexdigest()[:16]
 
 
 def evaluate(
@@ -214,43 +188,67 @@ def evaluate(
     out_dir: str | None = None,
     use_ray: bool = True,
     log=print,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(runs, summary, leakage) tables; written as downstream[_summary|_leakage].{csv,parquet} under `out_dir`."""
+) -> Evaluation:
+    """Every unit's rows and their summary; tables written as downstream*.{csv,parquet} under `out_dir`."""
     t0 = time.perf_counter()
-    for name in tasks:
-        load_task(name)  # bad task input fails here, before any run starts
-    leaks = leakage_table(tasks)
+    corpora = _corpora(checkpoints)
+    exclude = frozenset().union(*(c.sha256 for c in corpora.values()))
+    loaded = {name: load_task(name, exclude) for name in tasks}  # bad task input fails here, before any run
+    leaks, near = _leakage(loaded)
     for r in leaks.itertuples():
         log(f"{r.task}: {r.exact} exact and {r.near} near-duplicate test sequences of {r.n_test} also in train")
-        if r.near:
-            log(f"warning: {r.task}: {r.near} test sequences have k-mer Jaccard >= {r.threshold} to a train one")
-    skip = incompatible(checkpoints, tasks, log)
-    specs = [
-        s for s in plan(checkpoints, tasks, list(protocols), seeds, baselines) if (s.checkpoint, s.task) not in skip
-    ]
-    rows = run_all(specs, cfg, use_ray, log)
-    runs = pd.DataFrame(rows)
-    summary = summarize(runs, cfg.bootstrap)
-    runs = runs.drop(columns=["prob"], errors="ignore")
+    seen = _overlap(checkpoints, loaded, corpora, cfg, log)
+    skip = _tokenizer_skips(checkpoints, loaded, log)
+    skip |= {(r.checkpoint, r.task) for r in seen.itertuples() if r.refused}
+    journal = Journal(out_dir, config_hash(cfg))
+    done = journal.read_all()
+    if done:
+        log(f"journal {journal.dir}: {len(done)} finished rows from an earlier run will be reused")
+    units = plan(checkpoints, loaded, skip, baselines)
+    rows = run_units(units, loaded, cfg, protocols, seeds, journal, done, use_ray, log)
+    reused = sum(r.pop("reused", False) for r in rows)
+    masks = {}
+    for name, task in loaded.items():
+        if isinstance(task, ClassificationTask):
+            ran = seen[(seen["task"] == name) & ~seen["refused"]] if len(seen) else seen
+            seen_any = np.logical_or.reduce([*ran["_mask"], np.zeros(len(task.test), dtype=bool)])
+            masks[name] = slices(near[name], seen_any)
+    summary = summarize(rows, loaded, masks, cfg.bootstrap)
+    runs = pd.DataFrame([{k: v for k, v in r.items() if k != "prob"} for r in rows])
     for key, val in cfg.model_dump().items():
         if key not in runs:
-            runs[key] = val
+            runs[key] = str(val) if isinstance(val, list) else val
+    result = Evaluation(runs, summary, leaks, seen.drop(columns="_mask", errors="ignore"), reused, loaded)
     if out_dir:
-        for df, stem in ((runs, "downstream"), (summary, "downstream_summary"), (leaks, "downstream_leakage")):
-            write_table(df, out_dir, stem)
-    log(f"{len(runs)} runs in {time.perf_counter() - t0:.0f} s")
-    return runs, summary, leaks
+        write_tables(result, out_dir)
+    log(f"{len(runs)} rows ({reused} reused from the journal) in {time.perf_counter() - t0:.0f} s")
+    return result
+
+
+def write_tables(result: Evaluation, out_dir: str) -> None:
+    s = result.summary
+    tables = {
+        "downstream": result.runs,
+        "downstream_summary": s.scores,
+        "downstream_comparisons": s.comparisons,
+        "downstream_per_class": s.per_class,
+        "downstream_confusion": s.confusion,
+        "downstream_leakage": result.leakage,
+        "downstream_overlap": result.overlap,
+    }
+    for stem, df in tables.items():
+        storage.write_table(df, out_dir, stem)
 
 
 def format_summary(summary: pd.DataFrame) -> str:
-    """A fixed-width table: per task, every model's headline metric as mean [CI] (min–max)."""
+    """A fixed-width table: per task, every model's headline metric (clean slice) as mean [CI] (min–max)."""
     lines = []
-    for task, group in summary.groupby("task", sort=False):
+    for task, group in summary[summary["slice"].isin(["clean", "all"])].groupby("task", sort=False):
         metric = "recall_at_1" if "recall_at_1" in group and group["recall_at_1"].notna().any() else "accuracy"
-        lines.append(f"{task} ({metric}, mean [95% CI] (min-max over seeds))")
-        for r in group.itertuples():
+        lines.append(f"{task} ({metric}, mean [95% CI] (min-max over seeds), {group['n_test'].iloc[0]} test rows)")
+        for r in group.sort_values(metric, ascending=False).itertuples():
             ci = ""
-            if f"{metric}_ci_low" in group and not pd.isna(getattr(r, f"{metric}_ci_low", np.nan)):
+            if not pd.isna(getattr(r, f"{metric}_ci_low", np.nan)):
                 ci = f" [{getattr(r, f'{metric}_ci_low'):.3f}, {getattr(r, f'{metric}_ci_high'):.3f}]"
             spread = f" ({getattr(r, f'{metric}_min'):.3f}-{getattr(r, f'{metric}_max'):.3f})"
             who = f"{r.model} {r.protocol}" + (f" {Path(r.checkpoint).name}" if r.checkpoint else "")
@@ -263,14 +261,19 @@ def evaluate_for_trial(
 ) -> dict[str, float]:
     """Flat `downstream/<task>/<metric>` (+ `_ci_low` / `_ci_high`) of one checkpoint, run in this process.
 
-    What a sweep trial reports after training (`--eval-tasks`): the pretrained model only,
-    no baselines, serially (the trial already holds its CPUs).
+    What a sweep trial reports after training (`--eval-tasks`): the pretrained model only, one
+    learning rate (3e-4) unless `cfg` says otherwise, no baselines, serially (the trial already
+    holds its CPUs).
     """
-    cfg = cfg or EvalConfig()
-    _, summary, _ = evaluate([checkpoint], tasks, cfg, seeds, baselines=False, use_ray=False, log=lambda _: None)
+    cfg = cfg or EvalConfig(finetune_lrs=[3e-4])
+    result = evaluate([checkpoint], tasks, cfg, seeds, baselines=False, use_ray=False, log=lambda _: None)
     out = {}
-    for r in summary.to_dict("records"):
-        if r["model"] not in ("pretrained", "projector"):
+    for r in result.summary.scores.to_dict("records"):
+        if (
+            r["model"] != "pretrained"
+            or r["protocol"] not in ("finetune", "projector")
+            or r["slice"] not in ("clean", "all")
+        ):
             continue
         for m in (*CLASSIFICATION, *RETRIEVAL):
             for suffix in ("", "_ci_low", "_ci_high"):

@@ -53,6 +53,12 @@ def stratified_holdout(
 
 def carve_validation(train: Split, fraction: float, seed: int, source: str) -> tuple[Split, Split]:
     """(train, validation) from a task's train split: by group if it has groups, else stratified."""
+    tr, va = validation_indices(train, fraction, seed, source)
+    return train.subset(tr), train.subset(va)
+
+
+def validation_indices(train: Split, fraction: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) into `train`: by group if it has groups, else stratified."""
     if train.groups is not None:
         splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         tr, va = next(splitter.split(np.zeros(len(train)), train.labels, train.groups))
@@ -60,4 +66,4 @@ def carve_validation(train: Split, fraction: float, seed: int, source: str) -> t
         tr, va = stratified_holdout(train.labels, fraction, seed, source)
     if len(va) == 0 or len(tr) == 0:
         raise InputError(f"{source}: carving {fraction:.0%} validation from {len(train)} train rows left a split empty")
-    return train.subset(tr), train.subset(va)
+    return tr, va

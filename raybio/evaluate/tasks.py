@@ -1,29 +1,26 @@
-"""Downstream tasks: a small registry of bundled tasks plus custom CSV / FASTA tasks.
+"""Downstream task types and custom CSV / FASTA tasks (the bundled ones are in `bundled.py`).
 
 A classification task is a fixed train/test split of labelled sequences; the validation
 split is carved from train later (`splits.carve_validation`), never from test. Every
 loader runs the same checks (`check_task`), so bad input raises `InputError` naming the
-file and row instead of being dropped.
+file and row instead of being dropped. Every task names the files its sequences come
+from (`sources`), which is what `seen.py` compares with a checkpoint's pretraining corpus.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from raybio.data.alphabet import ALPHABETS, guess_modality
 from raybio.data.fasta import read_fasta
-from raybio.data.tokenizers import DNA_BASES, PROTEIN_RESIDUES, reverse_complement
 from raybio.data.validate import InputError
 from raybio.evaluate.splits import Split, stratified_holdout
-
-DATA = Path(__file__).parent / "data"
-BUNDLED = Path(__file__).parents[1] / "data" / "bundled"
-ALPHABET = {"dna": set(DNA_BASES + "N"), "protein": set(PROTEIN_RESIDUES + "X")}
 
 
 @dataclass
@@ -34,6 +31,15 @@ class ClassificationTask:
     train: Split
     test: Split
     note: str = ""  # caveats shown beside results (e.g. "GB test split re-split 80/20")
+    sources: tuple[str, ...] = ()  # files the sequences come from (checked against pretraining corpora)
+
+    def fingerprint(self) -> str:
+        """Hash of every sequence, label and split: a journal row is reused only for the very same task."""
+        h = hashlib.sha256(self.name.encode())
+        for split in (self.train, self.test):
+            h.update("\n".join(split.sequences).encode())
+            h.update(split.labels.tobytes())
+        return h.hexdigest()[:16]
 
 
 @dataclass
@@ -45,13 +51,15 @@ class RetrievalTask:
     proteins: list[str]
     ids: list[str]
     note: str = ""
+    sources: tuple[str, ...] = field(default=())
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.name.encode())
+        h.update("\n".join(self.genes + self.proteins).encode())
+        return h.hexdigest()[:16]
 
 
 Task = ClassificationTask | RetrievalTask
-GB_NOTE = (
-    "Genomic Benchmarks official *test* split re-split 80/20 (the official train split is not bundled): "
-    "published numbers are context, not like-for-like"
-)
 
 
 def check_task(task: ClassificationTask, source: str) -> ClassificationTask:
@@ -59,7 +67,7 @@ def check_task(task: ClassificationTask, source: str) -> ClassificationTask:
     for split_name, split in (("train", task.train), ("test", task.test)):
         if len(split) == 0:
             raise InputError(f"{source}: the {split_name} split is empty; it needs at least one row per class")
-        allowed = ALPHABET[task.modality]
+        allowed = set(ALPHABETS[task.modality])
         for i, seq in enumerate(split.sequences):
             where = split.rows[i] if split.rows else f"{split_name} row {i}"
             if not seq:
@@ -111,12 +119,6 @@ def _split_from_frame(df: pd.DataFrame, path: Path, row0: int = 2) -> tuple[list
     return [s.strip().upper() for s in df["sequence"]], df["label"].tolist(), rows
 
 
-def _modality(seqs: list[str]) -> str:
-    """DNA when >= 90 % of residues are A/C/G/T/N (so a stray bad character is reported, not re-typed)."""
-    text = "".join(seqs)
-    return "dna" if sum(text.count(c) for c in "ACGTN") >= 0.9 * max(len(text), 1) else "protein"
-
-
 def _labelled_task(name: str, train: tuple, test: tuple, integer: bool, source: str, note: str = "") -> Task:
     """Build a task from (sequences, raw labels, row names) of train and test."""
     (tr_seq, tr_lab, tr_rows), (te_seq, te_lab, te_rows) = train, test
@@ -131,11 +133,12 @@ def _labelled_task(name: str, train: tuple, test: tuple, integer: bool, source: 
         te_y = np.array([classes.index(v) for v in te_lab], dtype=np.int64)
     task = ClassificationTask(
         name,
-        _modality(tr_seq + te_seq),
+        guess_modality("".join(tr_seq + te_seq)),
         classes,
         Split(tr_seq, tr_y, rows=tr_rows),
         Split(te_seq, te_y, rows=te_rows),
         note,
+        (source,),
     )
     return check_task(task, source)
 
@@ -170,7 +173,7 @@ def _fasta_labelled(path: Path, key: str) -> tuple[list[str], list[str], list[st
     """(sequences, labels, row names, splits) from FASTA headers carrying `key=<label>` (and `split=`)."""
     seqs, labels, rows, splits = [], [], [], []
     pattern, split_pattern = re.compile(rf"(?:^|\s){re.escape(key)}=(\S+)"), re.compile(r"(?:^|\s)split=(\S+)")
-    modality = "protein" if _fasta_looks_protein(path) else "dna"
+    modality = _fasta_modality(path)
     for n, rec in enumerate(read_fasta(path, modality), start=1):
         where = f"{path}: record {n} ({rec.id}, line {rec.line})"
         m = pattern.search(rec.description)
@@ -184,12 +187,13 @@ def _fasta_labelled(path: Path, key: str) -> tuple[list[str], list[str], list[st
     return seqs, labels, rows, splits
 
 
-def _fasta_looks_protein(path: Path) -> bool:
+def _fasta_modality(path: Path) -> str:
+    """The modality of a FASTA file's first 400 lines (`alphabet.guess_modality`)."""
     from raybio.data.storage import open_input
 
     with open_input(str(path)) as fh:
         body = b"".join(line.strip() for line, _ in zip(fh, range(400), strict=False) if not line.startswith(b">"))
-    return not set(body.upper().decode("ascii", "replace")) <= ALPHABET["dna"]
+    return guess_modality(body)
 
 
 def load_fasta_task(path: str | Path, name: str | None = None, key: str = "label") -> Task:
@@ -209,112 +213,16 @@ def load_fasta_task(path: str | Path, name: str | None = None, key: str = "label
     return _labelled_task(name or path.stem, train, test, integer=False, source=str(path))
 
 
-def _gb(task: str) -> Callable[[], Task]:
-    def load() -> Task:
-        parts = []
-        for split in ("train", "test"):
-            path = DATA / f"{task}_{split}.csv.gz"
-            parts.append(_split_from_frame(_read_csv(path), path))
-        return _labelled_task(task, *parts, integer=True, source=str(DATA / task), note=GB_NOTE)
+def load_task(name_or_path: str, exclude_sha256: frozenset[str] = frozenset()) -> Task:
+    """A bundled task by name, or a custom task from a CSV / FASTA path.
 
-    return load
-
-
-# Species windows: genome-of-origin of fixed-length windows, split by position blocks.
-SPECIES_GENOMES = {
-    "E. coli": BUNDLED / "ecoli_K12_MG1655_NC_000913.2.fa.gz",
-    "S. aureus": DATA / "saureus_USA300_FPR3757_CP000255-CP000258.fa.gz",
-    "C. diphtheriae": DATA / "cdiphtheriae_NCTC11397_NZ_LN831026.1.fa.gz",
-    "human chr22": BUNDLED / "human_chr22_20-21Mb_GRCh37.fa.gz",
-}
-SPECIES_WINDOW, SPECIES_BLOCK = 256, 20_000
-SPECIES_PER_GENOME = {"train": 500, "test": 125}  # downsampled so a fine-tune takes seconds, not hours
-
-
-def species_windows(
-    genomes: dict[str, Path] = SPECIES_GENOMES,
-    window: int = SPECIES_WINDOW,
-    block: int = SPECIES_BLOCK,
-    per_genome: dict[str, int] = SPECIES_PER_GENOME,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Non-overlapping N-free windows, one row each: genome, record, start, block id, split.
-
-    Each record is cut into `block`-bp blocks; 80 % of a genome's blocks go to train and 20 %
-    to test (seeded), and windows tile inside their block, so no window of one split overlaps
-    a window of another; `block` is also the group used to carve validation from train.
-    Windows are then downsampled to `per_genome[split]` per genome.
+    `exclude_sha256`: files (by checksum) a bundled task must not draw from — the evaluated
+    checkpoints' pretraining sources (the species task then leaves those genomes out).
     """
-    rng = np.random.default_rng(seed)
-    frames = []
-    for label, (genome, path) in enumerate(genomes.items()):
-        rows = []
-        for rec in read_fasta(path):
-            for b0 in range(0, len(rec.seq) - window + 1, block):
-                for start in range(b0, min(b0 + block, len(rec.seq)) - window + 1, window):
-                    seq = rec.seq[start : start + window]
-                    if "N" not in seq:
-                        rows.append((genome, rec.id, start, f"{genome}|{rec.id}|{b0}", seq, label))
-        df = pd.DataFrame(rows, columns=["genome", "record", "start", "block", "sequence", "label"])
-        blocks = df["block"].unique()
-        test_blocks = set(rng.permutation(blocks)[: max(1, round(0.2 * len(blocks)))])
-        df["split"] = np.where(df["block"].isin(test_blocks), "test", "train")
-        for split, n in per_genome.items():
-            part = df[df["split"] == split]
-            frames.append(part.iloc[np.sort(rng.choice(len(part), min(n, len(part)), replace=False))])
-    return pd.concat(frames, ignore_index=True)
+    from raybio.evaluate.bundled import TASKS  # the bundled tasks are built from this module's types
 
-
-def _species() -> Task:
-    df = species_windows()
-    names = list(SPECIES_GENOMES)
-    block_ids = pd.factorize(df["block"])[0]
-    splits = {}
-    for split in ("train", "test"):
-        part = df["split"] == split
-        where = zip(df["genome"][part], df["record"][part], df["start"][part], strict=True)
-        rows = [f"species {g} {r}:{s}" for g, r, s in where]
-        splits[split] = Split(
-            list(df["sequence"][part]), df["label"][part].to_numpy(), block_ids[part.to_numpy()], rows
-        )
-    note = (
-        f"{SPECIES_WINDOW} bp windows from {', '.join(names)}; split by {SPECIES_BLOCK // 1000} kb position blocks; "
-        f"downsampled to {SPECIES_PER_GENOME['train']}/{SPECIES_PER_GENOME['test']} train/test windows per genome"
-    )
-    return check_task(ClassificationTask("species", "dna", names, splits["train"], splits["test"], note), "species")
-
-
-def _protein_family() -> Task:
-    return load_fasta_task(DATA / "protein_families_pkinase_fn3_globin.fasta.gz", "protein_family", key="family")
-
-
-def _gene_protein() -> Task:
-    """E. coli CDS (cut from the bundled genome at the proteins' header coordinates) and their proteins."""
-    genome = next(iter(read_fasta(SPECIES_GENOMES["E. coli"]))).seq
-    genes, proteins, ids = [], [], []
-    for rec in read_fasta(BUNDLED / "ecoli_mg1655_proteins.faa.gz", "protein"):
-        m = re.search(r":(\d+)-(\d+)\(([+-])\)", rec.description)
-        cds = genome[int(m[1]) - 1 : int(m[2])]
-        genes.append(cds if m[3] == "+" else reverse_complement(cds))
-        proteins.append(rec.seq)
-        ids.append(rec.id)
-    note = "4,143 E. coli K-12 MG1655 CDS / protein pairs; projector trained on 5 % of pairs, tested on the rest"
-    return RetrievalTask("gene_protein_retrieval", genes, proteins, ids, note)
-
-
-TASKS: dict[str, Callable[[], Task]] = {
-    "gb_nontata_promoters": _gb("gb_nontata_promoters"),
-    "gb_enhancers_cohn": _gb("gb_enhancers_cohn"),
-    "species": _species,
-    "protein_family": _protein_family,
-    "gene_protein_retrieval": _gene_protein,
-}
-
-
-def load_task(name_or_path: str) -> Task:
-    """A bundled task by name, or a custom task from a CSV / FASTA path."""
     if name_or_path in TASKS:
-        return TASKS[name_or_path]()
+        return TASKS[name_or_path](exclude_sha256)
     path = Path(name_or_path)
     if not path.is_file():
         raise InputError(f"unknown task {name_or_path!r}: not a bundled task ({', '.join(TASKS)}) nor a file")

@@ -45,6 +45,14 @@ def inference_files(experiment: dict, tokenizer: Tokenizer) -> dict[str, bytes]:
     return {CONFIG_FILE: json.dumps(meta, indent=2).encode(), TOKENIZER_FILE: tokenizer.to_json().encode()}
 
 
+def read_tokenizer(uri: str | Path, s3=None) -> Tokenizer:
+    """A checkpoint's tokenizer alone (tokenizer.json), without reading its weights."""
+    path = storage.join(str(uri), TOKENIZER_FILE)
+    if not storage.exists(path, s3):
+        raise FileNotFoundError(f"{uri} is not a raybio checkpoint: {TOKENIZER_FILE} missing")
+    return tokenizer_from_json(storage.read_bytes(path, s3).decode())
+
+
 def load_pretrained(uri: str | Path, device: str | torch.device = "cpu", s3=None) -> Pretrained:
     """Model (eval mode, on `device`) and tokenizer from a checkpoint directory (local path or s3:// URI)."""
     uri = str(uri)
