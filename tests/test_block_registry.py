@@ -24,6 +24,9 @@ class TokenShift(nn.Module):
         super().__init__()
         self.mix = nn.Linear(2 * d_model, d_model, bias=False)
 
+    def init_weights(self, std, out_std):
+        nn.init.normal_(self.mix.weight, std=out_std)  # it writes into the residual stream
+
     def forward(self, x_BLD, rotary, pad_mask_BL=None):
         prev_BLD = torch.nn.functional.pad(x_BLD, (0, 0, 1, 0))[:, :-1]
         return self.mix(torch.cat([x_BLD, prev_BLD], dim=-1))

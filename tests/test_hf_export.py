@@ -55,7 +55,7 @@ MODELS = {
             "model.pattern=AH",
             "model.n_layers=2",
             "model.objective=ntp",
-            "model.moe.norm_topk_prob=false",
+            "model.moe.route_norm=false",
             "model.moe.capacity_factor=1.0",
             "model.hyena.filter_groups=4",
         ],

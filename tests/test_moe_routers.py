@@ -42,7 +42,8 @@ def reference(router, x_TD: torch.Tensor, bias: list[float] | None = None):
         choose = [a + b for a, b in zip(s, bias, strict=True)] if bias else s
         chosen = top_k(choose, cfg.top_k)
         g = [s[e] for e in chosen]
-        renorm = cfg.top_k > 1 if cfg.router == "softmax" else cfg.normalize_scores
+        # route_norm "auto": softmax renormalises from k = 2 on (Switch keeps p at k = 1), sigmoid always.
+        renorm = cfg.route_norm if cfg.route_norm != "auto" else cfg.router != "softmax" or cfg.top_k > 1
         if renorm:
             g = [v / sum(g) for v in g]
         experts.append(chosen)
@@ -91,7 +92,7 @@ def test_softmax_router_adds_no_loss_in_eval_and_jitters_only_in_training():
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("k", [1, 2])
 def test_sigmoid_router_matches_reference(normalize, k):
-    router = make_router(num_experts=5, top_k=k, router="sigmoid", normalize_scores=normalize)
+    router = make_router(num_experts=5, top_k=k, router="sigmoid", route_norm=normalize)
     out, _, _ = check(router, torch.randn(16, D))
     assert out.aux_loss.item() == 0.0
     if normalize:

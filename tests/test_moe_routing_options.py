@@ -68,20 +68,49 @@ def _assert_same(got, want):
             assert g[e] == pytest.approx(w[e], rel=1e-5, abs=1e-6)
 
 
-def test_softmax_top2_renormalises_by_default_and_keeps_raw_probabilities_with_norm_topk_prob_off():
-    for norm in (True, False):
-        router, x = _router(num_experts=8, top_k=2, norm_topk_prob=norm)
-        want = _reference(_scores(router, x, "softmax"), 2, renormalise=norm)
-        _assert_same(_as_dicts(router(x)), want)
+@pytest.mark.parametrize(("route_norm", "renormalise"), [("auto", True), (True, True), (False, False)])
+def test_softmax_top2_renormalises_by_default_and_keeps_raw_probabilities_with_route_norm_off(route_norm, renormalise):
+    router, x = _router(num_experts=8, top_k=2, route_norm=route_norm)
+    want = _reference(_scores(router, x, "softmax"), 2, renormalise=renormalise)
+    _assert_same(_as_dicts(router(x)), want)
 
 
-def test_top1_gate_switch_keeps_p_and_mixtral_gives_weight_one():
-    router, x = _router(num_experts=8, top_k=1)
-    _assert_same(_as_dicts(router(x)), _reference(_scores(router, x, "softmax"), 1, renormalise=False))
-    router, x = _router(num_experts=8, top_k=1, top1_gate="mixtral")
+def test_softmax_top1_keeps_p_by_default_and_gives_weight_one_with_route_norm_on():
+    for route_norm in ("auto", False):  # Switch
+        router, x = _router(num_experts=8, top_k=1, route_norm=route_norm)
+        _assert_same(_as_dicts(router(x)), _reference(_scores(router, x, "softmax"), 1, renormalise=False))
+    router, x = _router(num_experts=8, top_k=1, route_norm=True)  # Mixtral's rule at k = 1
     got = _as_dicts(router(x))
     _assert_same(got, _reference(_scores(router, x, "softmax"), 1, renormalise=True))
     assert all(list(g.values()) == [1.0] for g in got)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "aux_free"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_sigmoid_routers_renormalise_by_default_at_any_k_and_keep_raw_scores_with_route_norm_off(kind, k):
+    for route_norm, renormalise in (("auto", True), (False, False)):
+        router, x = _router(num_experts=8, top_k=k, router=kind, route_norm=route_norm)
+        want = _reference(_scores(router, x, "sigmoid"), k, renormalise=renormalise)
+        _assert_same(_as_dicts(router(x)), want)
+
+
+# Configs written before route_norm, and what the old fields meant (docs/moe.md, "Routing options").
+LEGACY = [
+    ({"top_k": 2, "norm_topk_prob": True, "top1_gate": "switch", "normalize_scores": True}, "auto"),
+    ({"top_k": 2, "norm_topk_prob": False}, False),
+    ({"top_k": 2, "top1_gate": "mixtral"}, "auto"),  # top1_gate acted at k = 1 only
+    ({"top_k": 1, "norm_topk_prob": False}, "auto"),  # norm_topk_prob acted at k > 1 only
+    ({"top_k": 1, "top1_gate": "mixtral"}, True),
+    ({"router": "sigmoid", "normalize_scores": False}, False),
+    ({"router": "aux_free", "top_k": 1, "normalize_scores": True}, "auto"),
+]
+
+
+@pytest.mark.parametrize(("old", "route_norm"), LEGACY)
+def test_configs_written_before_route_norm_keep_their_meaning(old, route_norm):
+    cfg = MoEConfig.model_validate({"num_experts": 8, **old})
+    assert cfg.route_norm == route_norm
+    assert not {"norm_topk_prob", "top1_gate", "normalize_scores"} & set(cfg.model_dump())
 
 
 @pytest.mark.parametrize("kind", ["softmax", "sigmoid", "aux_free"])
@@ -120,7 +149,7 @@ def test_aux_free_groups_and_chooses_on_biased_scores_but_gates_with_raw_scores(
         ({"num_experts": 8, "top_k": 4, "n_group": 4, "topk_group": 1}, "fewer than top_k"),
         ({"num_experts": 8, "n_group": 4}, "both moe.n_group and moe.topk_group"),
         ({"num_experts": 8, "n_group": 2, "topk_group": 3}, "must be <= moe.n_group"),
-        ({"router": "sigmoid", "norm_topk_prob": False}, "softmax router only"),
+        ({"route_norm": "sometimes"}, "route_norm"),
         ({"routed_scaling_factor": 0}, "greater than 0"),
     ],
 )

@@ -33,9 +33,6 @@ MOE_FIELDS = (
     "num_experts",
     "top_k",
     "router",
-    "normalize_scores",
-    "norm_topk_prob",
-    "top1_gate",
     "routed_scaling_factor",
     "n_group",
     "topk_group",
@@ -65,6 +62,7 @@ def hf_config_fields(cfg, vocab_size: int) -> dict:
         )
     moe = {f: getattr(cfg.moe, f) for f in MOE_FIELDS}
     moe["expert_hidden"] = cfg.moe.expert_hidden or cfg.ffn_hidden
+    moe["route_norm"] = cfg.moe.renormalises_gates  # resolved: the exported router needs no default rule
     return {
         "vocab_size": vocab_size,
         "d_model": cfg.d_model,

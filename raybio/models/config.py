@@ -15,6 +15,8 @@ from pydantic import Field, field_validator, model_validator
 
 from raybio.schema import Strict
 
+_LEGACY_ROUTE_NORM = {"norm_topk_prob", "top1_gate", "normalize_scores"}
+
 
 class MoEConfig(Strict):
     """Routed-expert FFN. `num_experts == 1` is not MoE: use the dense `D` block instead."""
@@ -22,14 +24,10 @@ class MoEConfig(Strict):
     num_experts: int = Field(8, ge=1)
     top_k: int = Field(2, ge=1)
     router: Literal["softmax", "sigmoid", "aux_free"] = "softmax"
-    # Sigmoid router: g = s / sum_topk(s). Off only for the HyenaMoE ablation.
-    normalize_scores: bool = True
-    # Softmax router, k > 1: renormalise the top-k probabilities to sum to 1 (Mixtral, DeepSeek);
-    # False keeps them raw (Qwen-MoE, OLMoE: norm_topk_prob=False).
-    norm_topk_prob: bool = True
-    # Softmax router, k = 1: "switch" gates the expert with its probability p (the router learns
-    # from the LM loss), "mixtral" with weight 1 (the router then learns only from the aux losses).
-    top1_gate: Literal["switch", "mixtral"] = "switch"
+    # Divide the top-k gates by their sum (torchtitan's route_norm); see `renormalises_gates` for "auto".
+    # false: raw gates (Qwen-MoE / OLMoE softmax, the HyenaMoE unnormalised-sigmoid ablation); true with
+    # a softmax top-1 router: the chosen expert gets weight 1 (Mixtral's rule at k = 1).
+    route_norm: bool | Literal["auto"] = "auto"
     routed_scaling_factor: float = Field(1.0, gt=0, description="routed experts' gates times this (DeepSeek-V3: 2.5)")
     # DeepSeek-V3 group-limited routing: experts in n_group equal groups, a token picks only
     # inside its topk_group best groups (group score: sum of its top-2 expert scores).
@@ -61,12 +59,30 @@ class MoEConfig(Strict):
                 f"choose moe.ep_size among the divisors of moe.num_experts"
             )
         self._check_groups()
-        if self.router != "softmax" and (not self.norm_topk_prob or self.top1_gate != "switch"):
-            raise ValueError(
-                f"moe.norm_topk_prob and moe.top1_gate apply to the softmax router only (router is {self.router!r}); "
-                "sigmoid routers renormalise with moe.normalize_scores"
-            )
         return self
+
+    @property
+    def renormalises_gates(self) -> bool:
+        """`route_norm`, where "auto" means: every router renormalises except softmax top-1, which gates with
+        the raw probability p (Switch) so that the LM loss still trains the router."""
+        if self.route_norm != "auto":
+            return self.route_norm
+        return not (self.router == "softmax" and self.top_k == 1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_route_norm(cls, data: object) -> object:
+        """Configs written before `route_norm` (checkpoints' config.json) set it with three fields
+        (`norm_topk_prob`, `top1_gate`, `normalize_scores`); read them with the meaning they had."""
+        if not isinstance(data, dict) or not _LEGACY_ROUTE_NORM & data.keys():
+            return data
+        data = dict(data)
+        norm_topk, top1 = data.pop("norm_topk_prob", True), data.pop("top1_gate", "switch")
+        normalize = data.pop("normalize_scores", True)
+        softmax, k = data.get("router", "softmax") == "softmax", int(data.get("top_k", 2))
+        renorm = (norm_topk if k > 1 else top1 == "mixtral") if softmax else normalize
+        data.setdefault("route_norm", "auto" if renorm == (not (softmax and k == 1)) else renorm)
+        return data
 
     def _check_groups(self) -> None:
         if (self.n_group is None) != (self.topk_group is None):

@@ -18,6 +18,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
+    def init_weights(self) -> None:
+        nn.init.ones_(self.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 so bf16 activations do not lose the small-variance channels.
         xf = x.float()
@@ -31,6 +34,9 @@ class NonParametricLayerNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
         self.dim, self.eps = dim, eps
+
+    def init_weights(self) -> None:
+        """Nothing to initialise: the norm has no parameters."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x.float(), (self.dim,), eps=self.eps).type_as(x)
@@ -83,6 +89,11 @@ class Attention(nn.Module):
         self.n_heads, self.causal = n_heads, causal
         self.wqkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.wo = nn.Linear(d_model, d_model, bias=False)
+
+    def init_weights(self, std: float, out_std: float) -> None:
+        """N(0, std) for the qkv projection; `out_std` for `wo`, which writes into the residual stream."""
+        nn.init.normal_(self.wqkv.weight, std=std)
+        nn.init.normal_(self.wo.weight, std=out_std)
 
     def _qkv(self, x_BLD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, L, D = x_BLD.shape
@@ -137,6 +148,11 @@ class SwiGLU(nn.Module):
         self.w1 = nn.Linear(d_model, hidden, bias=False)
         self.w3 = nn.Linear(d_model, hidden, bias=False)
         self.w2 = nn.Linear(hidden, d_model, bias=False)
+
+    def init_weights(self, std: float, out_std: float) -> None:
+        """N(0, std) for the gate and up projections; `out_std` for `w2`, which writes into the residual stream."""
+        for w, s in ((self.w1, std), (self.w3, std), (self.w2, out_std)):
+            nn.init.normal_(w.weight, std=s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))

@@ -10,7 +10,7 @@ A name like `x_BLD` is a (batch, length, d_model) tensor; `pad_mask_BL` is True 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,6 @@ from torch import nn
 from raybio.data.tokenizers import IGNORE
 from raybio.models.blocks import block_spec, check_pattern
 from raybio.models.config import ModelConfig
-from raybio.models.hyena import HyenaLite
 from raybio.models.layers import Rotary, make_norm
 from raybio.models.moe import moe_layers
 
@@ -35,6 +34,13 @@ class Block(nn.Module):
         self.norm2 = make_norm(cfg.norm, cfg.d_model)
         self.mixer = spec.mixer(cfg)
         self.ffn = spec.ffn(cfg)
+
+    def init_weights(self, std: float, out_std: float) -> None:
+        """Each part initialises its own parameters; `out_std` goes to the projections into the residual stream."""
+        self.norm1.init_weights()
+        self.mixer.init_weights(std, out_std)
+        self.norm2.init_weights()
+        self.ffn.init_weights(std, out_std)
 
     def forward(self, x_BLD: torch.Tensor, rotary: Rotary, pad_mask_BL: torch.Tensor | None = None) -> torch.Tensor:
         return self._ffn(x_BLD + self.mixer(self.norm1(x_BLD), rotary, pad_mask_BL))
@@ -54,7 +60,6 @@ class ModelOutput:
     loss: torch.Tensor | None = None  # LM loss + router losses: what the optimizer minimises
     lm_loss: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
-    extras: dict = field(default_factory=dict)
 
 
 class BioLM(nn.Module):
@@ -76,23 +81,23 @@ class BioLM(nn.Module):
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
-        self.reset_parameters()
+        self.init_weights()
         if cfg.base_d_model:
             from raybio.models.mup import apply_mup  # µP: width-scaled init and 1/m output logits
 
             apply_mup(self, cfg)
 
-    def reset_parameters(self) -> None:
-        """GPT-2 style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2·depth)."""
-        std, out_std = 0.02, 0.02 / math.sqrt(2 * self.cfg.n_layers)
-        for name, p in self.named_parameters():
-            if p.dim() < 2:
-                continue
-            is_out = name.endswith(("wo.weight", "w2.weight", "w2_EHD"))
-            nn.init.normal_(p, std=out_std if is_out else std)
-        for m in self.modules():
-            if isinstance(m, HyenaLite):  # conv taps and long filters have their own init
-                m.reset_filter_parameters()
+    def init_weights(self, std: float = 0.02) -> None:
+        """GPT-2 style: N(0, std) everywhere, and std/sqrt(2·depth) for the projections that write into the
+        residual stream (attention `wo`, FFN and expert `w2`, HyenaLite `wo`), so the stream's variance does
+        not grow with depth. Every module initialises its own parameters (`init_weights(std, out_std)`)."""
+        out_std = std / math.sqrt(2 * self.cfg.n_layers)
+        nn.init.normal_(self.embed.weight, std=std)
+        for block in self.blocks:
+            block.init_weights(std, out_std)
+        self.norm.init_weights()
+        if not self.cfg.tie_embeddings:
+            nn.init.normal_(self.head.weight, std=std)
 
     def moe_layers(self):
         return moe_layers(self)

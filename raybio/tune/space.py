@@ -20,13 +20,13 @@ VARIANTS = PATTERN_PRESETS
 # Any single field is also sweepable as a dotted axis, e.g. model.moe.routed_scaling_factor.
 ROUTERS = {
     "softmax": {"router": "softmax"},
-    "sigmoid": {"router": "sigmoid", "normalize_scores": True},
-    "sigmoid_unnormalized": {"router": "sigmoid", "normalize_scores": False},
+    "sigmoid": {"router": "sigmoid", "route_norm": True},
+    "sigmoid_unnormalized": {"router": "sigmoid", "route_norm": False},
     "aux_free": {"router": "aux_free"},
     # Qwen-MoE / OLMoE: softmax top-k without renormalisation.
-    "softmax_unnormalized": {"router": "softmax", "norm_topk_prob": False},
+    "softmax_unnormalized": {"router": "softmax", "route_norm": False},
     # Mixtral: softmax top-k renormalised, so a top-1 token gets its expert at weight 1.
-    "mixtral": {"router": "softmax", "top1_gate": "mixtral"},
+    "mixtral": {"router": "softmax", "route_norm": True},
     # DeepSeek-V3 scaled to 8 experts: aux-free bias, 4 groups of 2, a token uses its best 2 groups.
     "deepseek_v3": {"router": "aux_free", "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5},
 }

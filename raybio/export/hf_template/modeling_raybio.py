@@ -116,11 +116,7 @@ class Router(nn.Module):
             choice_TE = self._best_groups_only(choice_TE, moe["n_group"], moe["topk_group"])
         experts_TK = choice_TE.topk(k, dim=-1).indices
         weights_TK = scores_TE.gather(-1, experts_TK)
-        if softmax:
-            renormalise = moe["norm_topk_prob"] if k > 1 else moe["top1_gate"] == "mixtral"
-        else:
-            renormalise = moe["normalize_scores"]
-        if renormalise:
+        if moe["route_norm"]:
             weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
         return weights_TK * moe["routed_scaling_factor"], experts_TK
 

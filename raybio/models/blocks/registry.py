@@ -1,10 +1,11 @@
 """What a block letter means: one `BlockSpec` per letter, registered by the module that defines it.
 
 A block is pre-norm residual: x + mixer(norm(x)), then x + ffn(norm(x)). A spec says how to
-build its mixer and FFN from a `ModelConfig`, its forward FLOPs per token, whether it holds
-routed experts, and what it requires of the config. Model assembly, FLOPs, parameter
-counts, expert parallelism and the sweeps ask the registry, so a new block type is one
-module that calls `register` (see tests/test_block_registry.py for a toy one).
+build its mixer and FFN from a `ModelConfig` (each initialises its own parameters), its
+forward FLOPs per token, whether it holds routed experts, and what it requires of the config.
+Model assembly, FLOPs, parameter counts, expert parallelism and the sweeps ask the registry,
+so a new block type is one module that calls `register` (see tests/test_block_registry.py
+for a toy one).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _no_requirements(cfg: ModelConfig) -> str | None:
 class BlockSpec:
     letter: str  # one upper-case letter in `model.pattern`
     description: str
+    # Both parts also have `init_weights(std, out_std)`: out_std for the projections into the residual stream.
     mixer: Callable[[ModelConfig], nn.Module]  # token mixer: forward(h_BLD, rotary, pad_mask_BL)
     ffn: Callable[[ModelConfig], nn.Module]  # channel mixer: forward(h_BLD)
     flops: Callable[[ModelConfig, int], float]  # forward FLOPs per token at a context length

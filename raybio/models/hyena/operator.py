@@ -64,10 +64,16 @@ class HyenaLite(nn.Module):
         self.omega = nn.Parameter(torch.ones(d_model))
         self.filter = make_filter(cfg, d_model // group, max_len, bidirectional=not causal)
         self.wo = nn.Linear(d_model, d_model, bias=False)
-        self.reset_filter_parameters()
+        self._init_conv_and_filter()  # standalone, the projections keep nn.Linear's init
 
-    def reset_filter_parameters(self) -> None:
-        """Initialise what a generic N(0, 0.02) matrix init must not touch: short conv, ω, long filter."""
+    def init_weights(self, std: float, out_std: float) -> None:
+        """Projections N(0, std), `wo` (into the residual stream) N(0, out_std); the short conv, ω and
+        the long filter have their own init, whatever `std` is."""
+        nn.init.normal_(self.in_proj.weight, std=std)
+        self._init_conv_and_filter()
+        nn.init.normal_(self.wo.weight, std=out_std)
+
+    def _init_conv_and_filter(self) -> None:
         bound = self.kernel**-0.5  # nn.Conv1d's default for a depthwise conv (fan_in = k)
         nn.init.uniform_(self.short_conv_CK, -bound, bound)
         nn.init.ones_(self.omega)

@@ -42,10 +42,14 @@ class RoutedExperts(nn.Module):
         self.w1_EDH = nn.Parameter(torch.empty(num_experts, d_model, hidden))
         self.w3_EDH = nn.Parameter(torch.empty(num_experts, d_model, hidden))
         self.w2_EHD = nn.Parameter(torch.empty(num_experts, hidden, d_model))
-        for w in (self.w1_EDH, self.w3_EDH, self.w2_EHD):
-            nn.init.normal_(w, std=0.02)  # BioLM re-initialises by name; this serves standalone use
+        self.init_weights(std=0.02, out_std=0.02)  # standalone use; BioLM re-initialises with its depth scale
         self.shard: ExpertShard | None = None
         self._register_load_state_dict_pre_hook(self._slice_full_tensors)
+
+    def init_weights(self, std: float, out_std: float) -> None:
+        """N(0, std) for the gate and up projections; `out_std` for `w2_EHD`, which writes into the residual stream."""
+        for w, s in ((self.w1_EDH, std), (self.w3_EDH, std), (self.w2_EHD, out_std)):
+            nn.init.normal_(w, std=s)
 
     @property
     def first_expert(self) -> int:

@@ -40,7 +40,14 @@ class MoE(nn.Module):
         self.aux_loss = torch.zeros(())
         self.tokens_per_expert = torch.zeros(cfg.num_experts)
 
-    # Callers index experts through these (flops.param_counts, tests, model init by name).
+    def init_weights(self, std: float, out_std: float) -> None:
+        """Router and experts' input projections N(0, std); projections into the residual stream `out_std`."""
+        self.router.init_weights(std)
+        self.experts.init_weights(std, out_std)
+        if self.shared is not None:
+            self.shared.init_weights(std, out_std)
+
+    # Callers index experts through these (flops.param_counts, tests).
     @property
     def w1_EDH(self) -> nn.Parameter:
         return self.experts.w1_EDH

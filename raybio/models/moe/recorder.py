@@ -72,10 +72,6 @@ class RouterRecorder:
             h.remove()
         self._handles.clear()
 
-    @property
-    def active(self) -> bool:
-        return bool(self._handles)
-
     def set_batch(self, tokens_BL: torch.Tensor, tags: list[str], keep_BL: torch.Tensor | None = None) -> None:
         """Tell the recorder which tokens and per-sequence tags the next forward pass sees; positions
         where `keep_BL` is False (padding) are routed by the model but not recorded."""

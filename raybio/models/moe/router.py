@@ -3,18 +3,18 @@
 All scores are computed in fp32 whatever the autocast dtype, since top-k on bf16 logits
 ties often and the aux losses are sums of many small terms.
 
-- `softmax`: p = softmax(xW); top-k of p; gates renormalised over the top-k when k > 1
-  (`norm_topk_prob`; off keeps the raw probabilities, as Qwen-MoE and OLMoE do). Top-1
-  keeps the raw probability so the router still gets a gradient, as in Switch, or gates
-  with weight 1 (`top1_gate="mixtral"`). Switch load-balancing loss E·Σ_e f_e·P_e, router
+- `softmax`: p = softmax(xW); top-k of p. Switch load-balancing loss E·Σ_e f_e·P_e, router
   z-loss mean(logsumexp²), optional multiplicative input jitter in training.
-- `sigmoid`: s = σ(xW) (HyenaMoE eq. 6–7); top-k of s; g = s / Σ_topk s, or raw s when
-  `normalize_scores` is off (ablation). No auxiliary loss.
+- `sigmoid`: s = σ(xW) (HyenaMoE eq. 6–7); top-k of s. No auxiliary loss.
 - `aux_free`: sigmoid affinities as above, but experts are chosen by s + b with a per-expert
   bias b that only chooses (gates still come from s) and is nudged toward balance once per
   optimizer step (DeepSeek-V3; `raybio.models.moe.balance`). Token counts accumulate over
   every training forward since the last update, so gradient accumulation updates once per
   step, with the load of all micro-batches and all workers.
+
+Gates are the chosen experts' p or s, divided by their sum where `MoEConfig.renormalises_gates`
+(`route_norm`; by default every router except softmax top-1, which keeps the raw probability
+so the router still gets a gradient, as in Switch).
 
 Every router can limit each token to its `topk_group` best of `n_group` expert groups
 before its top-k (DeepSeek-V3: a group scores the sum of its two best experts' scores, as
@@ -54,6 +54,9 @@ class Router(nn.Module):
         self.cfg = cfg
         self.gate = nn.Linear(d_model, cfg.num_experts, bias=False)
 
+    def init_weights(self, std: float) -> None:
+        nn.init.normal_(self.gate.weight, std=std)
+
     def logits(self, x_TD: torch.Tensor) -> torch.Tensor:
         return F.linear(x_TD.float(), self.gate.weight.float())
 
@@ -63,6 +66,13 @@ class Router(nn.Module):
         if cfg.n_group is not None:
             choice_TE = limit_to_groups(choice_TE, cfg.n_group, cfg.topk_group)
         return choice_TE.topk(cfg.top_k, dim=-1).indices
+
+    def gates(self, scores_TE: torch.Tensor, experts_TK: torch.Tensor) -> torch.Tensor:
+        """The chosen experts' scores, renormalised over the top-k where the config says, times the scale."""
+        weights_TK = scores_TE.gather(-1, experts_TK)
+        if self.cfg.renormalises_gates:
+            weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
+        return weights_TK * self.cfg.routed_scaling_factor
 
 
 def limit_to_groups(choice_TE: torch.Tensor, n_group: int, topk_group: int) -> torch.Tensor:
@@ -80,17 +90,14 @@ class SoftmaxRouter(Router):
 
     def forward(self, x_TD: torch.Tensor) -> Routing:
         cfg = self.cfg
-        E, k = cfg.num_experts, cfg.top_k
+        E = cfg.num_experts
         x_TD = x_TD.float()
         if self.training and cfg.jitter > 0:
             x_TD = x_TD * torch.empty_like(x_TD).uniform_(1 - cfg.jitter, 1 + cfg.jitter)
         logits_TE = self.logits(x_TD)
         probs_TE = logits_TE.softmax(-1)
         experts_TK = self.top_experts(probs_TE)
-        weights_TK = probs_TE.gather(-1, experts_TK)
-        if cfg.norm_topk_prob if k > 1 else cfg.top1_gate == "mixtral":
-            weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
-        weights_TK = weights_TK * cfg.routed_scaling_factor
+        weights_TK = self.gates(probs_TE, experts_TK)
         # Switch loss: E · Σ_e (fraction of routed slots sent to e) · (mean probability of e).
         frac_E = torch.bincount(experts_TK.reshape(-1), minlength=E).float() / experts_TK.numel()
         balance = E * (frac_E * probs_TE.mean(0)).sum()
@@ -100,7 +107,7 @@ class SoftmaxRouter(Router):
 
 
 class SigmoidRouter(Router):
-    """Sigmoid affinities, top-k, gates normalised over the top-k (switchable). No aux loss."""
+    """Sigmoid affinities, top-k, gates normalised over the top-k unless `route_norm` is false. No aux loss."""
 
     def select(self, scores_TE: torch.Tensor) -> torch.Tensor:
         """Expert ids of the top-k; subclasses may choose on other scores."""
@@ -109,10 +116,7 @@ class SigmoidRouter(Router):
     def forward(self, x_TD: torch.Tensor) -> Routing:
         scores_TE = torch.sigmoid(self.logits(x_TD))
         experts_TK = self.select(scores_TE)
-        weights_TK = scores_TE.gather(-1, experts_TK)
-        if self.cfg.normalize_scores:
-            weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
-        weights_TK = weights_TK * self.cfg.routed_scaling_factor
+        weights_TK = self.gates(scores_TE, experts_TK)
         zero = scores_TE.new_zeros(())
         probs_TE = (scores_TE / scores_TE.sum(-1, keepdim=True)).detach()
         return Routing(weights_TK, experts_TK, zero, zero, zero, probs_TE)
