@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from raybio.data.validate import InputError
+from raybio.evaluate.bundled import (
+    SPECIES_GENOMES,
+    SPECIES_WINDOW,
+    cluster_split,
+    file_sha256,
+    identity_clusters,
+    species_windows,
+)
 from raybio.evaluate.splits import carve_validation
-from raybio.evaluate.tasks import SPECIES_WINDOW, load_task, species_windows
+from raybio.evaluate.tasks import load_task
 
 
 def test_genomic_benchmarks_tasks_have_the_documented_rows_and_disjoint_splits():
@@ -26,7 +34,8 @@ def test_genomic_benchmarks_tasks_have_the_documented_rows_and_disjoint_splits()
 
 def test_species_windows_never_overlap_across_splits_and_validation_is_carved_by_block():
     df = species_windows()
-    assert df["genome"].nunique() == 4
+    # phiX174 (5.4 kb) is a single 20 kb block: it cannot be in both splits and is left out.
+    assert sorted(df["genome"].unique()) == sorted(set(SPECIES_GENOMES) - {"phage phiX174"})
     for (genome, record), group in df.groupby(["genome", "record"]):
         gaps = np.diff(group.sort_values("start")["start"].to_numpy())
         assert (gaps >= SPECIES_WINDOW).all(), (genome, record)  # no two windows overlap at all
@@ -37,17 +46,51 @@ def test_species_windows_never_overlap_across_splits_and_validation_is_carved_by
     assert not set(train.sequences) & set(val.sequences) and not set(val.sequences) & set(task.test.sequences)
 
 
-def test_protein_family_task_has_three_families_and_carved_validation_is_stratified():
+def test_species_task_leaves_out_the_genomes_a_checkpoint_pretrained_on():
+    pretrained_on = frozenset(
+        {file_sha256(str(SPECIES_GENOMES["E. coli"])), file_sha256(str(SPECIES_GENOMES["human chr22"]))}
+    )
+    task = load_task("species", pretrained_on)
+    assert task.classes == ["S. aureus", "C. diphtheriae", "phage lambda"]
+    assert "left out as pretraining sources: E. coli, human chr22" in task.note
+    assert not {str(SPECIES_GENOMES["E. coli"]), str(SPECIES_GENOMES["human chr22"])} & set(task.sources)
+
+
+def test_identity_cluster_split_puts_no_cluster_in_both_train_and_test():
     task = load_task("protein_family")
     assert task.modality == "protein" and task.classes == ["Pkinase", "fn3", "globin"]
     assert len(task.train) + len(task.test) == 181
+    assert set(task.train.groups).isdisjoint(task.test.groups)
+    assert set(task.test.labels) == {0, 1, 2}
+    # Clusters are what they claim: two globins with most 3-mers shared land in one cluster, and a
+    # cluster split keeps both on one side; unrelated sequences are singletons.
+    base = "MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTTKTYFPHFDLSHGSAQVKGHGKKVADALTNAVAHV"
+    seqs = [base, base[:-3] + "WWW", "ACDEFGHIKLMNPQRSTVWYACDEFGHIKLMNPQ", "WWWWKKKKPPPPMMMMEEEE" * 2]
+    clusters = identity_clusters(seqs)
+    assert clusters[0] == clusters[1] and len(set(clusters)) == 3
+    labels = np.array([0, 0, 1, 1, 0, 1, 0, 1, 0, 1])
+    groups = np.array([1, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    tr, te = cluster_split(labels, groups)
+    assert set(groups[tr]).isdisjoint(groups[te])
+
+
+def test_protein_family_crops_make_length_independent_of_family():
+    task = load_task("protein_family")
+    lengths = np.array([len(s) for s in task.train.sequences + task.test.sequences])
+    labels = np.concatenate([task.train.labels, task.test.labels])
+    assert lengths.min() >= 50 and lengths.max() <= 75  # uncropped: fn3 75-98, globin 141-153, Pkinase 247-307
+    means = [lengths[labels == c].mean() for c in range(3)]
+    assert max(means) - min(means) < 5
     train, val = carve_validation(task.train, 0.1, seed=1, source="protein_family")
-    assert set(val.labels) == {0, 1, 2} and len(train) + len(val) == len(task.train)
+    assert set(train.groups).isdisjoint(val.groups)  # validation is carved by cluster too
 
 
-def test_gene_protein_pairs_are_cut_from_the_genome_in_frame():
-    task = load_task("gene_protein_retrieval")
-    assert len(task.genes) == len(task.proteins) == 4143
+@pytest.mark.parametrize(
+    ("name", "n_pairs"), [("gene_protein_retrieval", 4143), ("gene_protein_retrieval_saureus", 2651)]
+)
+def test_gene_protein_pairs_are_in_frame(name, n_pairs):
+    task = load_task(name)
+    assert len(task.genes) == len(task.proteins) == n_pairs
     for gene, protein in zip(task.genes[:50], task.proteins[:50], strict=True):
         assert len(gene) == 3 * (len(protein) + 1)  # the CDS keeps its stop codon
         assert gene[:3] in ("ATG", "GTG", "TTG") and gene[-3:] in ("TAA", "TAG", "TGA")

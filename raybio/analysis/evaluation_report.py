@@ -8,6 +8,8 @@ what each checkpoint pretrained on, which tasks overlap it, the leakage counts a
 
 from __future__ import annotations
 
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -16,11 +18,15 @@ import pandas as pd
 
 from raybio.analysis.document import Bullets, Document, Figure, Section, Table, Text, write_document
 from raybio.analysis.downstream import png
+from raybio.data import storage
+from raybio.data.config import DataConfig
 from raybio.evaluate.protocols import EvalConfig
 from raybio.evaluate.runner import Evaluation
 from raybio.evaluate.summary import label
 from raybio.models.blocks import has_experts
-from raybio.train.checkpoint import read_experiment, read_train_state
+from raybio.models.config import ModelConfig
+from raybio.models.pretrained import CONFIG_FILE
+from raybio.train.checkpoint import read_train_state
 
 CLASSIFICATION_COLUMNS = ("accuracy", "mcc", "macro_f1", "auroc", "auprc")
 RETRIEVAL_COLUMNS = ("recall_at_1", "recall_at_10", "mrr")
@@ -38,16 +44,20 @@ PUBLISHED_COLUMN = "published (official split, different protocol)"
 
 
 def pretraining(checkpoint: str) -> str:
-    """One line on what a checkpoint is and how it was pretrained (from its config and train state)."""
-    exp = read_experiment(checkpoint)
-    m, d, t = exp.model, exp.data, exp.train
+    """One line on what a checkpoint is and how it was pretrained (from its config and train state).
+
+    Reads the model and data sections only, so a checkpoint stays describable when other sections
+    of the experiment schema move on.
+    """
+    exp = json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG_FILE)))["experiment"]
+    m, d, t = ModelConfig.model_validate(exp["model"]), DataConfig.model_validate(exp["data"]), exp["train"]
     experts = f", {m.moe.num_experts} experts top-{m.moe.top_k} ({m.moe.router})" if has_experts(m.pattern) else ""
     what = f"pattern {m.pattern}, {m.n_layers} layers × d_model {m.d_model}{experts}, {m.objective}"
     try:
         state = read_train_state(checkpoint)
     except FileNotFoundError:
         return f"{checkpoint}: {what}; no train state (not trained by raybio train)"
-    tokens = state.step * t.batch_size * t.num_workers * d.seq_len
+    tokens = state.step * t["batch_size"] * t.get("num_workers", 1) * d.seq_len
     val, init = state.metrics["latest_val"].get("val_loss"), state.metrics["initial"].get("init_val_loss")
     return (
         f"{checkpoint}: {what}; pretrained {state.step:,} steps ({tokens / 1e6:.1f} M tokens) on "
@@ -110,7 +120,7 @@ def task_section(name: str, result: Evaluation) -> Section:
     if len(comp):
         blocks.append(Bullets([f"**{r.a}**: {r.verdict}" for r in comp.itertuples()]))
     n_test = int(main["n_test"].iloc[0])
-    caption = f"{'all' if retrieval else 'clean'} test slice ({n_test:,} rows); mean [95 % CI] (min–max over seeds)"
+    caption = f"{main['slice'].iloc[0]} test slice ({n_test:,} rows); mean [95 % CI] (min–max over seeds)"
     blocks.append(Table(scores_table(main, name, metrics), caption))
     blocks.append(forest(main, task.name, metrics[0]))
     if len(comp):

@@ -26,7 +26,7 @@ from torch import nn
 from raybio.data.tokenizers import NucleotideTokenizer, ProteinTokenizer
 from raybio.evaluate import backbone as bb
 from raybio.evaluate.protocols import EvalConfig, Loader, adamw, fit, predict, result_row, split_for_seed
-from raybio.evaluate.tasks import ClassificationTask
+from raybio.evaluate.task_types import ClassificationTask
 
 # k-mer sizes: all k = 1..6 for DNA (5,460 features); protein 6-mers would be 20^6, so 1..3.
 KMER_RANGE = {"dna": (1, 6), "protein": (1, 3)}

@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from raybio.data.fasta import read_fasta
 from raybio.data.tokenizers import reverse_complement
 from raybio.evaluate.splits import Split
-from raybio.evaluate.tasks import (
+from raybio.evaluate.task_types import (
     ClassificationTask,
     RetrievalTask,
     Task,

@@ -22,7 +22,7 @@ from torch import nn
 from raybio.evaluate import backbone as bb
 from raybio.evaluate.metrics import classification_metrics
 from raybio.evaluate.splits import stratified_holdout, validation_indices
-from raybio.evaluate.tasks import ClassificationTask
+from raybio.evaluate.task_types import ClassificationTask
 
 
 class EvalConfig(BaseModel):

@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler, normalize
 from raybio.data.alphabet import PROTEIN_RESIDUES
 from raybio.evaluate import backbone as bb
 from raybio.evaluate.metrics import retrieval_metrics
-from raybio.evaluate.tasks import RetrievalTask
+from raybio.evaluate.task_types import RetrievalTask
 
 CONTROLS = ("projector", "shuffled_pairs")
 CODONS = ["".join(c) for c in itertools.product("ACGT", repeat=3)]

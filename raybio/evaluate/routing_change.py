@@ -18,7 +18,7 @@ import torch
 from raybio.data import storage
 from raybio.evaluate import backbone as bb
 from raybio.evaluate.protocols import EvalConfig, finetune
-from raybio.evaluate.tasks import ClassificationTask, Task
+from raybio.evaluate.task_types import ClassificationTask, Task
 from raybio.models.blocks import has_experts
 from raybio.models.config import ModelConfig
 from raybio.models.moe.recorder import RouterRecorder, js_by_layer

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from raybio.evaluate.metrics import CLASSIFICATION, RETRIEVAL
 from raybio.evaluate.protocols import EvalConfig
 from raybio.evaluate.seen import Corpus, KmerIndex, checkpoint_corpus, overlap
 from raybio.evaluate.summary import Summary, slices, summarize
-from raybio.evaluate.tasks import ClassificationTask, RetrievalTask, Task, load_task
+from raybio.evaluate.task_types import ClassificationTask, RetrievalTask, Task
+from raybio.evaluate.tasks import load_task
 from raybio.evaluate.units import Unit, run_unit
 from raybio.models.pretrained import read_tokenizer
 
@@ -153,7 +155,7 @@ def run_units(units, tasks, cfg, protocols, seeds, journal: Journal, done: dict,
 
     from raybio.cluster import init_ray
 
-    init_ray()
+    init_ray(num_cpus=os.cpu_count())  # no Ray Data here: no spare CPU for reads, one unit per core
     refs = {name: ray.put(task) for name, task in tasks.items()}  # each task parsed once, shared by its units
     remote = ray.remote(num_cpus=1)(run_unit)
     pending = {remote.remote(u, refs[u.task], cfg, protocols, seeds, journal, done): u for u in units}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from raybio.config import ExperimentConfig
 from raybio.data import storage
 from raybio.data.alphabet import ALPHABETS, guess_modality
+from raybio.data.config import DataConfig
 from raybio.data.fasta import read_fasta
 from raybio.data.manifest import read_manifest
 from raybio.data.prepare import default_shards_uri
@@ -53,20 +53,26 @@ class Corpus:
 
 def checkpoint_corpus(checkpoint: str) -> Corpus:
     """The pretraining sources of a checkpoint: from its corpus manifest, else from its config's source list."""
-    exp = ExperimentConfig.model_validate(
-        json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG_FILE)))["experiment"]
-    )
-    # `raybio train` puts runs and the corpus under one storage root: <storage>/<run>/<checkpoint>.
-    candidates = [default_shards_uri(str(Path(checkpoint).parent.parent), exp.data)]
-    for uri in dict.fromkeys([exp.data.shards_dir, *candidates]):
+    # Only the data section: a checkpoint stays readable when other sections of the schema move on.
+    meta = json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG_FILE)))
+    data = DataConfig.model_validate(meta["experiment"]["data"])
+    # `raybio train` puts runs and the corpus under one storage root: <storage>/<run>/<checkpoint>. The
+    # corpus id hashes the manifest version too, so a corpus prepared by an older raybio is found by its
+    # recorded data config instead.
+    corpus_root = Path(checkpoint).parent.parent / "corpus"
+    candidates = [data.shards_dir, default_shards_uri(str(corpus_root.parent), data)]
+    candidates += sorted(str(p) for p in corpus_root.glob("*")) if corpus_root.is_dir() else []
+    wanted = data.model_dump(mode="json")
+    for uri in dict.fromkeys(candidates):
         manifest = read_manifest(uri) if uri and not storage.is_remote(uri) and Path(uri).is_dir() else None
-        if manifest is not None:
+        same = manifest is not None and all(manifest.config.get(k) == wanted[k] for k in ("sources", "tokenizer"))
+        if same:
             files = [CorpusFile(f.uri, f.sha256, f.modality) for s in manifest.sources for f in s.files]
             return Corpus(files, f"manifest {uri}")
     from raybio.evaluate.bundled import file_sha256
 
     files = []
-    for src in exp.data.sources:
+    for src in data.sources:
         for uri in expand(source_config(src)):
             files.append(CorpusFile(uri, file_sha256(uri), "auto"))
     return Corpus(files, "config (no manifest found; checksums computed from the source files)")

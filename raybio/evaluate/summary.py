@@ -24,7 +24,7 @@ from raybio.evaluate.metrics import (
     paired_difference,
     percentile_ci,
 )
-from raybio.evaluate.tasks import ClassificationTask, Task
+from raybio.evaluate.task_types import ClassificationTask, Task
 
 BASELINE_RIVALS = ("kmer_logreg", "gb_cnn")
 
@@ -38,8 +38,10 @@ class Summary:
 
 
 def slices(near_duplicate: np.ndarray, seen: np.ndarray) -> dict[str, np.ndarray]:
-    """Boolean test-row masks: clean always, near_duplicate / seen when non-empty."""
-    out = {"clean": ~near_duplicate & ~seen}
+    """Boolean test-row masks: the headline first (`clean`, or `all` when no row is clean), then
+    near_duplicate / seen when non-empty."""
+    clean = ~near_duplicate & ~seen
+    out = {"clean": clean} if clean.any() else {"all": np.ones_like(clean)}
     if near_duplicate.any():
         out["near_duplicate"] = near_duplicate
     if seen.any():
@@ -88,7 +90,7 @@ def _retrieval_rows(task: Task, runs: list[dict]) -> list:
 
 def _pairs(scores: pd.DataFrame) -> list[tuple[tuple, tuple]]:
     """(A, B) keys (checkpoint, model, protocol) to compare on one task's clean slice."""
-    clean = scores[scores["slice"] == "clean"]
+    clean = scores[scores["slice"].isin(["clean", "all"])]
     have = {(r.checkpoint, r.model, r.protocol): r.accuracy for r in clean.itertuples()}
     bases = {k: v for k, v in have.items() if k[1] in BASELINE_RIVALS}
     best = max(bases, key=bases.get) if bases else None
@@ -174,8 +176,9 @@ def summarize(
         res = Resampler.draw(seeds, len(task.test), n_resamples)
         scores += _score_rows(task, runs, masks[name], res)
         table = pd.DataFrame(scores)
-        comparisons += _comparisons(task, runs, masks[name]["clean"], table, res)
-        pc, cm = _per_class(task, runs, masks[name]["clean"])
+        headline = next(iter(masks[name].values()))
+        comparisons += _comparisons(task, runs, headline, table, res)
+        pc, cm = _per_class(task, runs, headline)
         per_class, confusion = per_class + pc, confusion + cm
     comp = pd.DataFrame(comparisons)
     if len(comp):

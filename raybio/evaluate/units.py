@@ -21,7 +21,7 @@ from raybio.evaluate.baselines import BASELINES, grid
 from raybio.evaluate.journal import Journal, row_key
 from raybio.evaluate.protocols import EvalConfig, Features, finetune, probe
 from raybio.evaluate.retrieval import CONTROLS, composition, embed_pairs, retrieve
-from raybio.evaluate.tasks import RetrievalTask, Task
+from raybio.evaluate.task_types import RetrievalTask, Task
 
 
 @dataclass(frozen=True)
