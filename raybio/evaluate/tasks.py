@@ -6,7 +6,10 @@ from pathlib import Path
 
 from raybio.data.validate import InputError
 from raybio.evaluate.bundled import TASKS
-from raybio.evaluate.task_types import Task, load_csv_task, load_fasta_task
+from raybio.evaluate.task_types import ClassificationTask, RetrievalTask, Task, load_csv_task, load_fasta_task
+
+# The task types stay importable from here (where they lived before task_types.py).
+__all__ = ["ClassificationTask", "RetrievalTask", "Task", "load_task"]
 
 
 def load_task(name_or_path: str, exclude_sha256: frozenset[str] = frozenset()) -> Task:
