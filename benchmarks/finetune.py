@@ -6,8 +6,10 @@
    backward, step, nothing else. Measured interleaved (A B A B ...) so machine load hits both
    alike; the median of each is compared. Goal: finetune_over_bare_torch >= 0.9.
 2. Wall time of `raybio evaluate` (the CLI, on local Ray) of a `tiny`-preset checkpoint over
-   all bundled tasks with 3 seeds, baselines included. Goal: evaluate_tiny_all_tasks_s < 600
-   on 2 cores. The checkpoint is the tiny preset (multi-omic vocabulary, so every task
+   all bundled tasks with 3 seeds, the untrained backbone and baselines included, every
+   trainable model tuned over its default grid on seed 0. Goal: evaluate_tiny_all_tasks_s < 600
+   on 2 cores (set before the grids and the untrained backbone doubled the work). The
+   checkpoint is the tiny preset (multi-omic vocabulary, so every task
    applies) at random initialisation: wall time does not depend on what the weights learned.
 
 The last line is one JSON object: {"benchmark": "finetune", "ratios": {...}, "conditions": {...}}.
@@ -140,7 +142,7 @@ def main() -> None:
         "evaluate_command": " ".join(["raybio", *cmd]),
         "evaluate_scope": "2 tasks x 1 seed, 1 epoch, 200 train rows"
         if args.quick
-        else "all 5 bundled tasks x 3 seeds",
+        else "all bundled tasks x 3 seeds, default grids",
         "goals": GOALS,
     }
     print(json.dumps({"benchmark": "finetune", "ratios": ratios, "conditions": conditions}))
