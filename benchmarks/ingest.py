@@ -207,7 +207,7 @@ def bench_data_wait(exp, shards_uri: str, manifest, storage_path: str, steps: in
     # Checkpoint only at the end (first: each assignment is validated against the others).
     exp.train.checkpoint_every = 0
     exp.train.max_steps, exp.train.log_every, exp.train.eval_every = 2 * window, window, 0
-    exp.train.eval_batches = 1
+    exp.train.eval_windows = 16
     result = build_trainer(exp, shards_uri, manifest, storage_path, "ingest_data_wait").fit()
     m = result.metrics
     return {

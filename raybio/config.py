@@ -54,7 +54,10 @@ class TrainConfig(Strict):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(100, ge=0, description="validate every N steps (a multiple of log_every; 0 = at the end)")
-    eval_batches: int = Field(8, ge=1)
+    # The validation sample (raybio/train/evaluation.py): windows stratified by source and modality (all of the
+    # split when it has fewer), each masked `eval_mask_draws` times at fixed positions (more positions scored).
+    eval_windows: int = Field(1024, ge=1)
+    eval_mask_draws: int = Field(4, ge=1)
     seed: int = 0
     checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (multiple of log_every; 0 = at end)")
     num_to_keep: int = Field(2, ge=1, description="checkpoints kept in storage (the newest)")

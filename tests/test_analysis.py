@@ -82,7 +82,7 @@ def test_expert_preferences_reports_enriched_tokens():
 
 
 def test_pareto_front_keeps_only_undominated_trials():
-    df = pd.DataFrame({"val_loss": [3.0, 3.5, 2.9, 3.6], "tokens_per_s": [100, 200, 50, 150]})
-    front = pareto_front(df, {"val_loss": "min", "tokens_per_s": "max"})
+    df = pd.DataFrame({"val_loss": [3.0, 3.5, 2.9, 3.6], "probe/tokens_per_s": [100, 200, 50, 150]})
+    front = pareto_front(df)
     # Row 3 is beaten by row 1 on both objectives; the others each win somewhere.
     assert front.tolist() == [True, True, True, False]

@@ -1,6 +1,8 @@
-"""The sweep report answers the study: fits with hold-out, a pick, human-unit tables, and it renders."""
+"""The sweep report answers the study from its record: paired verdicts over seeds, the headline loss
+against unigram, throughput ties, tables in human units; it renders, and it never reads the sweep back."""
 
-import json
+from __future__ import annotations
+
 import re
 import shutil
 
@@ -9,87 +11,167 @@ import pandas as pd
 import pytest
 
 from raybio.analysis.report import build_report
+from raybio.config import load_config
+from raybio.tune.record import Claim, SweepMeta, SweepRecord
 
-ALPHA, FLOOR = 0.3, 1.5
+EFFECT = -0.010  # 8 experts minus dense, every seed
+CLAIM = Claim(text="more experts lower the loss", source="Clark et al. 2022", baseline={"experts": 1})
 
 
-def _sweep(tmp_path, experts=(1, 2, 4, 8), seeds=None):
-    """A finished expert_count sweep whose validation curves follow L = E + A·C^-α (+ a per-expert offset);
-    with `seeds`, every expert count once per training seed (a `train.seed` axis, seed offsets ±0.002)."""
+def _record(tmp_path, experts=(1, 8), seeds=(0, 1, 2, 3, 4), probe=True, categorical=False) -> SweepRecord:
+    """A finished sweep held in memory: each config once per seed, 8 experts EFFECT below dense at every seed."""
     rng = np.random.default_rng(0)
     rows, hist = [], []
-    configs = [(e, s) for e in experts for s in (seeds or [None])]
-    for i, (e, seed) in enumerate(configs):
+    values = [f"v{e}" for e in experts] if categorical else list(experts)
+    seed_effect = 0.004 * rng.standard_normal(max(seeds) + 1)  # what a seed does to both configs
+    for i, (e, seed) in enumerate((e, s) for e in experts for s in seeds):
         tid = f"t{i}"
-        axis_values = {"experts": e} | ({} if seed is None else {"train.seed": seed})
-        steps = np.geomspace(10, 3000, 12).round()
-        c = steps * 1e9 * (1 + 0.01 * i)
-        val = FLOOR + 3000 * c**-ALPHA - 0.01 * np.log(e) + (0 if seed is None else 0.002 * (2 * seed - 1))
-        val = val * (1 + 0.0005 * rng.standard_normal(len(val)))
-        for s, cc, v in zip(steps, c, val, strict=True):
+        loss = 4.05 + seed_effect[seed] + (EFFECT if e == 8 else 0.0) + 0.001 * rng.standard_normal()
+        axis = values[experts.index(e)]
+        for step in (0, 80, 160):
             hist.append(
-                {"trial_id": tid, **axis_values, "step": s, "val_step": s, "val_loss": v, "loss": v - 0.05,
-                 "train_flops_cum": cc, "tokens_per_s": 7788.3, "step_time_s": 0.2, "data_wait_fraction": 0.01}
-            )  # fmt: skip
-        rows.append(
-            {"trial_id": tid, "status": "OK", **axis_values, "val_loss": val[-1], "val_loss_mask_only": np.nan,
-             "init_val_loss": 4.3, "unigram_entropy_nats": 4.1, "tokens_per_s": 7788.319, "peak_memory_bytes": 5.5e8,
-             "params_total": 1.4e5 * e, "params_active": 1.4e5, "flops_per_token_train": 9.1e5,
-             "train_flops_cum": c[-1], "probe/tokens_per_s": 6000.0 - 100 * e, "probe/tokens_per_s_spread": 0.03,
-             "probe/step_time_s": 0.68, "probe/peak_memory_MiB": 510.0 + e, "mfu": np.nan,
-             "router/layer0/load_cv": 0.1 * e if e > 1 else np.nan,
-             "router/layer0/dead_experts": 0 if e > 1 else np.nan}
-        )  # fmt: skip
-    root = tmp_path / "expert_count"
-    root.mkdir()
-    pd.DataFrame(rows).to_parquet(root / "results.parquet")
-    pd.DataFrame(hist).to_parquet(root / "history.parquet")
-    axes = {"experts": list(experts)} | ({"train.seed": list(seeds)} if seeds else {})
-    meta = {
-        "name": "expert_count", "question": "q", "axes": axes, "search": "grid",
-        "metric": "val_loss", "mode": "min", "budget": "equal tokens", "command": "python sweeps/expert_count.py",
-        "base": {"model": {"pattern": "D", "d_model": 64, "n_layers": 2, "objective": "mlm"}},
-        "concurrent_trials": 2, "target_flops": None, "utilisation_line": "sweep utilisation 0.50 = …",
-    }  # fmt: skip
-    (root / "sweep.json").write_text(json.dumps(meta))
-    return root
+                {
+                    "trial_id": tid,
+                    "experts": axis,
+                    "train.seed": seed,
+                    "step": step,
+                    "val_step": step,
+                    "val_loss": loss + 0.2 * (160 - step) / 160,
+                    "loss": loss,
+                    "train_flops_cum": step * 3e10,
+                }
+            )
+        row = {
+            "trial_id": tid,
+            "status": "OK",
+            "experts": axis,
+            "train.seed": seed,
+            "val_loss": loss,
+            "val_loss_se": 0.0031,
+            "val_unigram_loss": 4.1234,
+            "val_loss_corrupted": loss - 0.25,
+            "init_val_loss": 4.47,
+            "tokens_per_s": 2783.4,
+            "load_avg_1m": 3.9,
+            "params_total": 1.06e6 * e,
+            "params_active": 1.06e6,
+            "flops_per_token_train": 7.9e6,
+            "train_flops_cum": 5.2e12,
+            "peak_memory_bytes": 5.5e8,
+            "router/layer0/max_over_mean_load": 1.2 if e > 1 else np.nan,
+            "router/layer0/dead_experts": 0 if e > 1 else np.nan,
+        }
+        if probe:  # dense ~6.0 k [5.8, 6.2] and 8 experts ~5.9 k [5.6, 6.2]: tied
+            mean, half = (6000.0, 200.0) if e == 1 else (5900.0, 300.0)
+            row |= {
+                "probe/tokens_per_s": mean,
+                "probe/tokens_per_s_low": mean - half,
+                "probe/tokens_per_s_high": mean + half,
+                "probe/tie_group": 1,
+                "probe/peak_memory_MiB": 500.0 + e,
+            }
+        rows.append(row)
+    base = load_config("tiny").model_dump()
+    meta = SweepMeta(
+        name="expert_count",
+        question="q?",
+        claims=[CLAIM],
+        axes={"experts": values, "train.seed": list(seeds)},
+        base=base,
+        command="python sweeps/expert_count.py --note '<sweep dir>'",
+        probe="after" if probe else "off",
+        machine="2026-12-06, test machine",
+        concurrent_trials=2,
+    )
+    if categorical:
+        meta.claims = [Claim(text="x", source="y", baseline={"experts": values[0]})]
+    return SweepRecord(str(tmp_path / "expert_count"), meta, pd.DataFrame(rows), pd.DataFrame(hist))
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """One synthetic sweep and its report, shared by the tests that only read it."""
-    root = _sweep(tmp_path_factory.mktemp("sweep"))
-    build_report(str(root))
-    return root
+    record = _record(tmp_path_factory.mktemp("sweep"))
+    build_report(record)
+    return record
 
 
-def test_report_gives_the_fitted_law_its_holdout_and_a_pick(report):
-    root = report
-    md = (root / "report" / "report.md").read_text()
-    assert "## Answer" in md and "compute-optimal choice is **experts=8**" in md
-    assert "**Run on:** not recorded" in md  # a sweep.json from before machines were recorded
-    alpha = float(re.search(r"\| alpha\s+\|\s+([0-9.]+)", md).group(1))
-    assert alpha == pytest.approx(ALPHA, abs=0.05)
-    assert "Hold-out (refit without the 1 largest point(s)" in md and "relative error" in md
-    assert "routed: log L" in md and "not identifiable" in md  # one model size: a, c cannot be fitted
-    for name in ("scaling_compute.png", "scaling_routed.png", "loss_vs_flops.png", "pareto.png"):
-        assert (root / "report" / name).stat().st_size > 5000
+def _md(record) -> str:
+    with open(f"{record.uri}/report/report.md") as f:
+        return f.read()
 
 
-def test_report_tables_are_in_human_units_without_empty_columns(report):
-    html = (report / "report" / "report.html").read_text()
-    results = html[html.index("<h2>Results</h2>") : html.index("<h2>Pareto front</h2>")]
+def _html(record) -> str:
+    with open(f"{record.uri}/report/report.html") as f:
+        return f.read()
+
+
+def test_the_report_is_built_from_the_record_in_memory_without_reading_sweep_files_back(report):
+    from pathlib import Path
+
+    written = {p.name for p in Path(report.uri).rglob("*") if p.is_file()}
+    assert "sweep.json" not in written and "results.parquet" not in written  # nothing was saved, nothing read
+    assert {"report.md", "report.html", "loss_vs_flops.png", "learning_per_config.png", "pareto.png"} <= written
+
+
+def test_the_answer_is_a_paired_verdict_over_five_seeds(report):
+    md = _md(report)
+    claim = report.fits["claims"][0]["comparisons"][0]
+    assert claim["n_seeds"] == 5 and claim["label"] == "reproduced"
+    assert claim["mean_diff"] == pytest.approx(EFFECT, abs=0.002)
+    assert re.search(r"\| experts=8 +\| experts=1 +\|.*\| reproduced +\|", md)
+    assert "p (paired t)" in md and "p (Wilcoxon)" in md
+
+
+def test_one_seed_prints_no_verdict(tmp_path):
+    record = _record(tmp_path, seeds=(0,))
+    build_report(record)
+    assert record.fits["claims"][0]["comparisons"][0]["label"] == "one seed: no verdict"
+
+
+def test_the_headline_loss_is_set_against_the_unigram_loss_of_the_same_positions(report):
+    md = _md(report)
+    assert "unigram loss of the scored positions 4.1234 nats" in md
+    assert "nats below unigram" in md and "80/10/10 loss (secondary)" in md
+    assert "± eval SE" in md and "seed SD" in md
+
+
+def test_throughput_inside_its_noise_is_printed_as_a_tie(report):
+    md = _md(report)
+    assert "[experts=1 (6.00 k) ≈ experts=8 (5.90 k)]" in md
+    assert "6.00 [5.80, 6.20]" in md  # k tokens/s with its interval
+
+
+def test_without_the_probe_there_is_no_throughput_comparison_and_no_pareto_front(tmp_path):
+    record = _record(tmp_path, probe=False)
+    build_report(record)
+    assert "no comparable throughput" in _md(record)
+    assert not (tmp_path / "expert_count" / "report" / "pareto.png").exists()
+
+
+def test_html_is_escaped_and_tables_are_in_human_units(report):
+    page = _html(report)
+    assert "--note &#x27;&lt;sweep dir&gt;&#x27;" in page or "--note '&lt;sweep dir&gt;'" in page
+    results = page[page.index("<h2>Results</h2>") : page.index("<h2>Loss, throughput")]
     assert "e+" not in results and "NaN" not in results and "nan" not in results
-    assert "probe k tokens/s" in results and "5.90" in results  # 5,900 tokens/s as k tokens/s
-    assert "in-training k tokens/s (2 concurrent)" in results and "7.79" in results
-    assert "MFU" not in results and "mask only" not in results  # all-NaN columns are left out
-    assert "<details><summary>router metrics per layer: experts=2" in results
-    assert "router load CV (mean)" in results
+    assert "<summary>every trial (seeds separately)</summary>" in results
 
 
-def test_pareto_front_uses_the_probe_figures(report):
-    md = (report / "report" / "report.md").read_text()
-    assert "max probe/tokens_per_s" in md
+def test_categorical_configs_keep_the_studys_order(tmp_path):
+    record = _record(tmp_path, experts=(8, 1), categorical=True)
+    build_report(record)
+    results = _md(record).split("## Results")[1]
+    assert results.index("| experts=v8 ") < results.index("| experts=v1 ")  # v8 listed first by the study, not sorted
+
+
+def test_a_saved_record_loads_back_equal_and_old_records_read_the_mask_only_loss_as_headline(tmp_path):
+    record = _record(tmp_path)
+    record.save()
+    loaded = SweepRecord.load(record.uri)
+    pd.testing.assert_frame_equal(loaded.results, record.results)
+    assert loaded.meta == record.meta
+    old = record.results.rename(columns={"val_loss": "val_loss_mask_only", "val_loss_corrupted": "val_loss"})
+    old.to_parquet(f"{record.uri}/results.parquet")
+    assert SweepRecord.load(record.uri).results["val_loss"].tolist() == record.results["val_loss"].tolist()
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
@@ -98,27 +180,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
     from raybio.analysis.render import screenshot
 
-    png = screenshot(report / "report" / "report.html", tmp_path / "shot.png", height=3000)
+    png = screenshot(f"{report.uri}/report/report.html", tmp_path / "shot.png", height=3000)
     img = np.asarray(Image.open(png).convert("L"))
     assert img.shape == (3000, 1280)
     assert (img < 128).mean() > 0.01  # text and plots were drawn, not a blank page
-
-
-def test_training_seeds_are_replicates_of_one_config_not_a_design_axis(tmp_path):
-    root = _sweep(tmp_path, experts=(1, 8), seeds=(0, 1))
-    build_report(str(root))
-    md = (root / "report" / "report.md").read_text()
-    # One candidate per expert count, fitted on both seeds' curves; the pick never names a seed.
-    assert "| experts=1 (2 seeds) |" in md and "| experts=8 (2 seeds) |" in md
-    assert "compute-optimal choice is **experts=8 (2 seeds)**" in md
-    # Seed-by-seed gap to the first config: 8 experts sit 0.01·ln 8 = 0.0208 below dense at every seed.
-    gap = float(re.search(r"minus experts=1, seed by seed: ([-+0-9.]+) mean", md).group(1))
-    assert gap == pytest.approx(-0.01 * np.log(8), abs=4e-3)  # ± the curves’ 0.05 % noise
-    assert not list((root / "report").glob("*_vs_train.seed.png"))
-
-
-def test_an_axis_held_at_one_value_gets_no_curve(tmp_path):
-    root = _sweep(tmp_path, experts=(1,), seeds=(0, 1))
-    build_report(str(root))
-    curves = {p.name for p in (root / "report").glob("*_vs_*.png")}
-    assert curves == {"loss_vs_flops.png"}  # one expert count, and seeds are replicates

@@ -65,7 +65,7 @@ def study_section(record: SweepRecord) -> Section:
             f"untrained model {ok['init_val_loss'].min():.4f} nats"
         )
     if meta.utilisation_line:
-        items.append(f"**Sweep {meta.utilisation_line.removeprefix('sweep ')}**")
+        items.append(f"**Sweep utilisation:** {meta.utilisation_line.removeprefix('sweep utilisation ')}")
     return Section("Study", [Bullets(items), Text(HEADLINE)])
 
 
@@ -81,8 +81,8 @@ def answer_section(record: SweepRecord, rows: pd.DataFrame) -> Section:
             blocks.append(Text("No treatment config shares seeds with the baseline: nothing to compare."))
     blocks.append(Text(
         "Verdict rule: treatment − baseline paired by training seed; **reproduced** needs the paper's direction, "
-        "a two-sided paired t-test p < 0.05 and ≥ 5 seeds; otherwise *same direction, not significant*, *too few "
-        "seeds*, *opposite*, or *not tested* where the regime (context, scale, objective) differs from the paper's. "
+        "a two-sided paired t-test p < 0.05 and ≥ 5 seeds; otherwise 'same direction, not significant', 'too few "
+        "seeds', 'opposite', or 'not tested' where the regime (context, scale, objective) differs from the paper's. "
         "Seed SDs: the difference over the arms' pooled seed-to-seed standard deviation."
     ))  # fmt: skip
     blocks.append(Text(throughput_answer(rows)))

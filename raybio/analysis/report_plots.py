@@ -79,7 +79,8 @@ def plot_per_config(rows: pd.DataFrame, values, errors, ylabel: str, title: str,
     ax.set_xticklabels(rows["config"], rotation=30 if len(rows) > 3 else 0, ha="right" if len(rows) > 3 else "center",
                        fontsize=8)  # fmt: skip
     if from_zero:
-        ax.set_ylim(bottom=0, top=max(np.nanmax(np.asarray(values) + np.nan_to_num(errors)) * 1.15, 1e-9))
+        upper = 0.0 if errors is None else np.nan_to_num(np.atleast_2d(errors)[-1])
+        ax.set_ylim(bottom=0, top=max(float(np.nanmax(np.asarray(values, float) + upper)) * 1.15, 1e-9))
     ax.set(ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, axis="y")
     return png(fig)

@@ -58,7 +58,7 @@ def read_split(
         ds = ray.data.read_parquet(
             paths,
             filesystem=fs,
-            columns=["tokens", "modality"],
+            columns=["tokens", "modality", "source"] if split == "val" else ["tokens", "modality"],
             partitioning=None,
             num_cpus=READ_CPUS,
             override_num_blocks=read_tasks(manifest, split, len(paths)),
@@ -143,9 +143,16 @@ def arrow_to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
     """{"tokens": (B, L) array (zero-copy where possible), "modality": (B,) names} from a shard table."""
     tokens = table.column("tokens").combine_chunks()
     out = {"tokens": tokens.flatten().to_numpy().reshape(len(tokens), tokens.type.list_size)}
-    if "modality" in table.column_names:
-        out["modality"] = table.column("modality").to_numpy()
+    for name in ("modality", "source"):
+        if name in table.column_names:
+            out[name] = table.column(name).to_numpy(zero_copy_only=False)
     return out
+
+
+def read_windows(shard) -> dict[str, np.ndarray]:
+    """Every row of a small dataset (a validation split): tokens (N, L), modality (N,), source (N,)."""
+    parts = [arrow_to_numpy(t) for t in shard.iter_batches(batch_size=4096, batch_format="pyarrow")]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("tokens", "modality", "source")}
 
 
 def modality_ids(modality: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from raybio.data.sources import source_config
 from raybio.data.validate import NOTES, REASONS, InputError
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3  # 3: shards carry `source`; the manifest, train token counts
 TOKENIZER_FILE = "tokenizer.json"  # beside the manifest; the checkpoint copy has the same name
 
 
@@ -100,6 +100,8 @@ class Manifest(_Record):
     dropped_tail_tokens: int
     skipped_mostly_unknown_windows: int
     unigram_entropy_nats: float
+    # Tokens of each id in the train split: the unigram model every validation loss is set against.
+    train_token_counts: list[int] = []
 
     def split_uris(self, shards_uri: str, split: str) -> list[str]:
         """URIs of the parquet shards of `split` ('train' or 'val')."""
@@ -195,5 +197,6 @@ def build_manifest(
             "skipped_mostly_unknown_windows": int(totals.get("skipped_mostly_unknown_windows", 0)),
             # Over content tokens only: MLM never predicts specials (separators, modality tokens).
             "unigram_entropy_nats": unigram_entropy(counts[tok.n_special :]) if counts is not None else float("nan"),
+            "train_token_counts": [] if counts is None else [int(c) for c in counts],
         }
     )

@@ -51,6 +51,7 @@ def read_validate_split(batch: dict, *, cfg: dict, blocks: dict, stats, s3: dict
                 out["seq"].append(piece)
                 out["ends_run"].append(end)
                 out["record_id"].append(rec.id)
+                out["source"].append(sf.source_index)
                 out["label"].append(rec.label)
                 out["modality"].append(sf.modality)
                 pending += len(piece)
@@ -113,6 +114,7 @@ def tokenize_pack(batch: dict, *, cfg: dict, tok, stats) -> pa.Table:
                 cols["split"].append(split)
                 cols["modality"].append(modality)
                 cols["record_id"].append(batch["record_id"][piece])
+                cols["source"].append(batch["source"][piece])
                 cols["label"].append(batch["label"][piece])
             kept = win_WB[keep]
             st["windows"][f"{split}/{modality}"] += len(kept)
@@ -154,6 +156,8 @@ def _window_table(cols: dict, L: int, dtype: np.dtype) -> pa.Table:
             "split": pa.array(cols["split"], type=pa.string()),
             "modality": pa.array(cols["modality"], type=pa.string()),
             "record_id": pa.array(cols["record_id"], type=pa.string()),
+            # Index into the manifest's sources: validation samples are stratified by it.
+            "source": pa.array(cols["source"], type=pa.int32()),
             "label": pa.array(cols["label"], type=pa.string()),
         }
     )

@@ -51,9 +51,10 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(self.tcfg.seed * 1000 + rank)
         self.meter = StepMeter(device, flops.train)
         self.guard = NonFiniteGuard(self.tcfg.on_nonfinite, self.tcfg.max_nonfinite_steps)
-        self.evaluator = Evaluator(val_shard, self.targets, batch_size=self.tcfg.batch_size,
-                                   batches=self.tcfg.eval_batches, every=self.tcfg.eval_every,
-                                   precision=self.tcfg.precision, device=device, rank=rank, world=world)  # fmt: skip
+        self.evaluator = Evaluator(val_shard, self.targets, manifest, windows=self.tcfg.eval_windows,
+                                   draws=self.tcfg.eval_mask_draws, batch_size=self.tcfg.batch_size,
+                                   every=self.tcfg.eval_every, precision=self.tcfg.precision, device=device,
+                                   rank=rank, world=world)  # fmt: skip
         files = inference_files(exp.model_dump(), tokenizer_from_json(tokenizer_json.decode()))
         self.checkpointer = Checkpointer(self.tcfg.checkpoint_every, reporter, files, rank, world)
         static = {**param_counts(model), "flops_per_token_fwd": flops.forward, "flops_per_token_train": flops.train,

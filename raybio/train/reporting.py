@@ -72,9 +72,8 @@ def progress_line(metrics: dict, max_steps: int | None, who: str = "") -> str | 
     if step not in (metrics.get("val_step"), max_steps):
         return None
     loss, val = metrics.get("loss", float("nan")), metrics.get("val_loss", float("nan"))
-    load = f", load {metrics['load_avg_1m']:.1f}" if "load_avg_1m" in metrics else ""
+    load = f" (in training, load {metrics['load_avg_1m']:.1f})" if "load_avg_1m" in metrics else ""
     return (
-        f"[raybio] {who + ': ' if who else ''}step {step}/{max_steps or '?'} train loss {loss:.4f} "
-        f"val loss {val:.4f} {metrics.get('tokens_per_s', 0):,.0f} tokens/s (in training{load})"
+        f"[raybio] {who + ': ' if who else ''}step {step}/{max_steps or '?'}: train loss {loss:.4f} "
+        f"val loss {val:.4f} {metrics.get('tokens_per_s', 0):,.0f} tokens/s{load}"
     )
-

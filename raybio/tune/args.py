@@ -22,7 +22,7 @@ SMOKE = [
     "train.warmup_steps=2",
     "train.log_every=5",
     "train.eval_every=0",
-    "train.eval_batches=2",
+    "train.eval_windows=32",
 ]
 
 

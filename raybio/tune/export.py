@@ -9,10 +9,11 @@ from raybio.tune.space import trial_experiment
 
 # Final metrics every row carries (missing ones are NaN, e.g. MFU on CPU).
 METRICS = [
-    "val_loss",
-    "val_loss_mask_only",
+    "val_loss",  # the headline: mask-only (MLM) or next-token (NTP) loss on the validation sample
+    "val_loss_se",
+    "val_unigram_loss",  # the training corpus's unigram model on the same positions
+    "val_loss_corrupted",  # MLM's 80/10/10 loss (secondary)
     "init_val_loss",
-    "init_val_loss_mask_only",
     "unigram_entropy_nats",
     "loss",
     "step",
@@ -58,7 +59,7 @@ def results_table(result_grid, base: ExperimentConfig) -> pd.DataFrame:
         row = {"trial_id": metrics.get("trial_id", ""), "status": "ERROR" if result.error else "OK"}
         row.update(params)
         row.update({m: metrics.get(m, float("nan")) for m in METRICS})
-        row.update({k: v for k, v in metrics.items() if k.startswith(("router/", "downstream/"))})
+        row.update({k: v for k, v in metrics.items() if k.startswith(("router/", "downstream/", "val_loss/"))})
         row["checkpoint_path"] = metrics.get("checkpoint_path", "")
         row["error"] = str(result.error).splitlines()[0] if result.error else ""
         exp = trial_experiment(base, params)
@@ -75,7 +76,9 @@ def history_table(result_grid) -> pd.DataFrame:
         if hist is None or hist.empty:
             continue
         params = result.config.get("params", {}) if result.config else {}
-        keep = [c for c in hist if c in METRICS or c in ("trial_id", "val_step") or c.startswith("router/")]
+        keep = [
+            c for c in hist if c in METRICS or c in ("trial_id", "val_step") or c.startswith(("router/", "val_loss/"))
+        ]
         if "step" in hist:  # a restart from a checkpoint reports the steps since it again
             hist = hist.drop_duplicates("step", keep="first")
         frames.append(hist[keep].assign(**params))

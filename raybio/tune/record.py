@@ -204,4 +204,16 @@ class SweepRecord:
 
 def _read_table(uri: str, stem: str) -> pd.DataFrame:
     path = storage.join(uri, f"{stem}.parquet")
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(path))) if storage.exists(path) else pd.DataFrame()
+    if not storage.exists(path):
+        return pd.DataFrame()
+    return _headline_mask_only(pd.read_parquet(io.BytesIO(storage.read_bytes(path))))
+
+
+def _headline_mask_only(df: pd.DataFrame) -> pd.DataFrame:
+    """Sweeps saved before 2026-12-06 called the 80/10/10 loss `val_loss` and the mask-only loss
+    `val_loss_mask_only`: read them under today's names (the mask-only loss is the headline)."""
+    if "val_loss_mask_only" not in df or "val_loss_corrupted" in df:
+        return df
+    renames = {"val_loss": "val_loss_corrupted", "val_loss_mask_only": "val_loss"}
+    renames |= {"init_val_loss": "init_val_loss_corrupted", "init_val_loss_mask_only": "init_val_loss"}
+    return df.rename(columns=renames)
