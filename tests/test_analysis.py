@@ -86,3 +86,24 @@ def test_pareto_front_keeps_only_undominated_trials():
     front = pareto_front(df)
     # Row 3 is beaten by row 1 on both objectives; the others each win somewhere.
     assert front.tolist() == [True, True, True, False]
+
+
+def test_routing_divergence_is_set_against_its_permutation_null():
+    from raybio.analysis.anatomy import trial_anatomy
+
+    model = moe_model("A")
+    gen = torch.Generator().manual_seed(0)
+    # Disjoint vocabularies (DNA vs protein tokens): an untrained router already separates them.
+    disjoint = torch.cat(
+        [torch.randint(7, 30, (16, 32), generator=gen), torch.randint(40, 72, (16, 32), generator=gen)]
+    )
+    tags = ["dna"] * 16 + ["protein"] * 16
+    out = trial_anatomy(model, disjoint, tags, [str(i) for i in range(72)])
+    for layer, js in out["js_by_layer"].items():
+        assert js > 3 * out["null_js_by_layer"][layer]  # far beyond what relabelled windows give
+        assert out["js_p_perm_by_layer"][layer] == pytest.approx(1 / 51)  # no permutation reaches it
+    # The same token distribution under both tags: the divergence is what chance gives.
+    same = torch.randint(7, 72, (32, 32), generator=gen)
+    out = trial_anatomy(model, same, tags, [str(i) for i in range(72)])
+    for layer, js in out["js_by_layer"].items():
+        assert js < 3 * out["null_js_by_layer"][layer] and out["js_p_perm_by_layer"][layer] > 0.05

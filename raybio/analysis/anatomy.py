@@ -25,6 +25,7 @@ from raybio.models.pretrained import load_pretrained
 from raybio.tune.record import TrialRun
 
 WINDOWS_PER_TAG = 32
+NULL_PERMUTATIONS = 50
 
 
 def tagged_windows(
@@ -45,22 +46,59 @@ def tagged_windows(
 
 
 def trial_anatomy(model: torch.nn.Module, tokens: torch.Tensor, tags: list[str], vocab: list[str]) -> dict:
-    """Usage per layer and tag, JS divergence per layer, and expert preferences of one model."""
+    """Usage per layer and tag, JS divergence per layer beside its permutation null, and expert preferences.
+
+    Routing is recorded per window, so any labelling of the windows can be scored without another
+    forward pass: the null is the same JS with the tags randomly permuted over the windows
+    (NULL_PERMUTATIONS times) — the divergence chance and token composition alone give."""
     model.eval()
+    windows = [str(i) for i in range(len(tokens))]
     with RouterRecorder(model) as rec, torch.no_grad():
         for i in range(0, len(tokens), 16):
-            rec.set_batch(tokens[i : i + 16], tags[i : i + 16])
+            rec.set_batch(tokens[i : i + 16], windows[i : i + 16])
             model(tokens[i : i + 16])
-    usage = rec.usage()
+    per_window = rec.usage()
+    tags_W = np.asarray(tags)
+    usage = _usage_by_tag(per_window, tags_W)
     js = js_by_layer(usage)
+    rng = np.random.default_rng(0)
+    null = [js_by_layer(_usage_by_tag(per_window, rng.permutation(tags_W))) for _ in range(NULL_PERMUTATIONS)]
+    null_js = {layer: float(np.mean([n[layer] for n in null])) for layer in js}
+    # One-sided permutation p-value per layer: how often relabelled windows diverge at least as much.
+    p_perm = {
+        layer: (1 + sum(n[layer] >= js[layer] for n in null)) / (1 + len(null)) if js[layer] == js[layer] else np.nan
+        for layer in js
+    }
     return {
         "usage": {str(layer): {t: c.tolist() for t, c in per.items()} for layer, per in usage.items()},
         "js_by_layer": {str(k): v for k, v in js.items()},
         # NaN when the inputs carry a single tag: there is nothing to compare.
         "js_mean": float(np.mean(list(js.values()))) if js else float("nan"),
+        "null_js_by_layer": {str(k): v for k, v in null_js.items()},
+        "null_js_mean": float(np.mean(list(null_js.values()))) if null_js else float("nan"),
+        "js_p_perm_by_layer": {str(k): float(v) for k, v in p_perm.items()},
         "dead_experts_by_layer": {str(layer): int((sum(per.values()) == 0).sum()) for layer, per in usage.items()},
-        "preferences": {str(k): v for k, v in rec.expert_preferences(vocab).items()},
+        "preferences": {str(k): _tag_mix(v, tags_W) for k, v in rec.expert_preferences(vocab).items()},
     }
+
+
+def _usage_by_tag(per_window: dict[int, dict[str, np.ndarray]], tags_W: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
+    """Per layer, the per-window expert counts summed over the windows of each tag."""
+    out = {}
+    for layer, counts in per_window.items():
+        stacked = np.stack([counts[str(w)] for w in range(len(tags_W))])  # every window routes in every layer
+        out[layer] = {t: stacked[tags_W == t].sum(0) for t in np.unique(tags_W)}
+    return out
+
+
+def _tag_mix(experts: list[dict], tags_W: np.ndarray) -> list[dict]:
+    """Expert preferences with their per-window mix folded into per-tag counts."""
+    for row in experts:
+        mix: dict[str, int] = {}
+        for window, n in row["tags"].items():
+            mix[str(tags_W[int(window)])] = mix.get(str(tags_W[int(window)]), 0) + n
+        row["tags"] = mix
+    return experts
 
 
 def checkpoint_anatomy(experiment: ExperimentConfig, checkpoint_uri: str, shards_uri: str) -> dict:
@@ -73,6 +111,7 @@ def checkpoint_anatomy(experiment: ExperimentConfig, checkpoint_uri: str, shards
     init = trial_anatomy(BioLM(experiment.model, manifest.tokenizer.vocab_size), tokens, tags, vocab)
     trained = trial_anatomy(trained_model.model, tokens, tags, vocab)
     trained["init_js_by_layer"] = init["js_by_layer"]
+    trained["init_null_js_by_layer"] = init["null_js_by_layer"]
     trained["init_js_mean"] = init["js_mean"]
     trained["js_change"] = trained["js_mean"] - init["js_mean"]
     trained["tags"] = sorted(set(tags))
@@ -116,15 +155,17 @@ def write_anatomy_tensorboard(writer, anatomy: dict) -> None:
 
 
 def anatomy_table(anatomy: dict) -> pd.DataFrame:
-    """Per layer: JS divergence between tags at init and trained, its change, and dead experts."""
+    """Per layer: JS divergence between tags at init and trained, the trained model's permutation null
+    and p-value, and the experts no window of the sample used."""
     return pd.DataFrame(
         [
             {
                 "layer": int(layer),
                 "js_init": anatomy["init_js_by_layer"][layer],
                 "js_trained": js,
-                "js_change": js - anatomy["init_js_by_layer"][layer],
-                "dead_experts": anatomy["dead_experts_by_layer"][layer],
+                "js_trained_tags_permuted": anatomy["null_js_by_layer"][layer],
+                "p_permutation": anatomy["js_p_perm_by_layer"][layer],
+                "unused_experts": anatomy["dead_experts_by_layer"][layer],
             }
             for layer, js in sorted(anatomy["js_by_layer"].items(), key=lambda kv: int(kv[0]))
         ]
