@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from raybio.analysis.report import pareto_front
+from raybio.analysis.report_tables import pareto_front
 from raybio.config import load_config
 from raybio.models.model import BioLM
 from raybio.models.moe.recorder import RouterRecorder, js_by_layer, js_divergence, mean_pairwise_js

@@ -8,8 +8,6 @@ training seed, so "init" is the exact starting point of the trained checkpoint.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -74,6 +72,9 @@ def trial_anatomy(model: torch.nn.Module, tokens: torch.Tensor, tags: list[str],
         "js_by_layer": {str(k): v for k, v in js.items()},
         # NaN when the inputs carry a single tag: there is nothing to compare.
         "js_mean": float(np.mean(list(js.values()))) if js else float("nan"),
+        "divergence": len(np.unique(tags_W)) > 1,  # ≥ 2 tags: there are routing distributions to compare
+        # An expert's share of the layer's routed slots × experts: 1 everywhere when perfectly balanced.
+        "expert_load": [(share * len(share)).tolist() for share in usage_heatmap(usage)],
         "null_js_by_layer": {str(k): v for k, v in null_js.items()},
         "null_js_mean": float(np.mean(list(null_js.values()))) if null_js else float("nan"),
         "js_p_perm_by_layer": {str(k): float(v) for k, v in p_perm.items()},
@@ -138,11 +139,10 @@ def sweep_anatomy(trials: list[TrialRun], tb_dir: str) -> dict[str, dict]:
 def write_anatomy_tensorboard(writer, anatomy: dict) -> None:
     """The usage heatmap, and the per-layer JS divergence where there is one; never a NaN scalar
     (a one-tag corpus has no divergence: the text summary says so instead of an empty chart)."""
-    share = usage_heatmap(anatomy["usage"])
     # Load relative to uniform, halved into [0, 1] for an image: mid-grey (0.5) is a balanced expert.
-    load = np.clip(share * share.shape[1] / 2, 0, 1)
+    load = np.clip(np.asarray(anatomy["expert_load"]) / 2, 0, 1)
     writer.add_image("anatomy/expert_load_over_uniform_half", load, 0, dataformats="HW")
-    if not has_divergence(anatomy):
+    if not anatomy["divergence"]:
         writer.add_text(
             "anatomy/js_divergence",
             "No routing divergence: every input of this corpus carries one tag (modality or record), so there is "
@@ -172,12 +172,7 @@ def anatomy_table(anatomy: dict) -> pd.DataFrame:
     )
 
 
-def has_divergence(anatomy: dict) -> bool:
-    """Whether a trial's anatomy has a JS divergence to show (its inputs carried ≥ 2 tags)."""
-    return any(v is not None and not math.isnan(v) for v in anatomy["js_by_layer"].values())
-
-
-def usage_heatmap(usage: dict[str, dict[str, list]]) -> np.ndarray:
+def usage_heatmap(usage: dict) -> np.ndarray:
     """Layer × expert share of each layer's routed slots (all tags together; rows sum to 1)."""
     rows = [np.sum(list(per.values()), axis=0) for _, per in sorted(usage.items(), key=lambda kv: int(kv[0]))]
     return np.array([r / max(r.sum(), 1) for r in rows], dtype=np.float32)

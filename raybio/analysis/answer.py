@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from raybio.analysis.verdict import paired_verdict
-from raybio.tune.record import SEED_AXIS, Claim, SweepRecord, config_axes, config_label
+from raybio.tune.record import SEED_AXIS, Claim, Requirement, SweepRecord
 
 
 def _router(metric: str, how: str):
@@ -36,12 +36,11 @@ def metric_values(df: pd.DataFrame, metric: str) -> pd.Series:
 
 def compare(record: SweepRecord, claim: Claim) -> list[dict]:
     """One comparison per treatment config: its label, its baseline's and the paired `Verdict`."""
-    ok, axes = record.ok, record.axes
-    keys = config_axes(axes)
+    ok, keys = record.ok, record.config_keys
     if ok.empty or not set(claim.baseline) <= set(keys):
         return []
     values = ok.assign(_metric=metric_values(ok, claim.metric).to_numpy())
-    not_tested = "; ".join(u for r in claim.regime if (u := r.unmet(record.meta.base))) or None
+    not_tested = "; ".join(u for r in claim.regime if (u := unmet(r, record.meta.base))) or None
     out = []
     for _, config in ok[keys].drop_duplicates().iterrows():
         params = config.to_dict()
@@ -49,15 +48,15 @@ def compare(record: SweepRecord, claim: Claim) -> list[dict]:
         if is_baseline or any(params.get(a) != v for a, v in claim.treatment.items()):
             continue
         partner = {**params, **claim.baseline}
-        t, b = _by_seed(values, params), _by_seed(values, partner)
+        (t, t_label), (b, b_label) = _by_seed(values, params), _by_seed(values, partner)
         seeds = t.index.intersection(b.index)
         if not len(seeds):
             continue
         verdict = paired_verdict(t[seeds].to_numpy(), b[seeds].to_numpy(), claim.expected, not_tested=not_tested)
         out.append(
             {
-                "treatment": config_label(params, axes),
-                "baseline": config_label(partner, axes),
+                "treatment": t_label,
+                "baseline": b_label,
                 "treatment_mean": float(t[seeds].mean()),
                 "baseline_mean": float(b[seeds].mean()),
                 **verdict.as_dict(),
@@ -66,11 +65,21 @@ def compare(record: SweepRecord, claim: Claim) -> list[dict]:
     return out
 
 
-def _by_seed(values: pd.DataFrame, params: dict) -> pd.Series:
-    """The claim metric of the trials of one config, indexed by training seed (0 without a seed axis)."""
+def _by_seed(values: pd.DataFrame, params: dict) -> tuple[pd.Series, str]:
+    """The claim metric of one config's trials, indexed by training seed (0 without a seed axis), and its label."""
     rows = values[np.logical_and.reduce([values[a] == v for a, v in params.items()])]
     seeds = rows[SEED_AXIS] if SEED_AXIS in rows else pd.Series(0, index=rows.index)
-    return pd.Series(rows["_metric"].to_numpy(), index=seeds.to_numpy()).dropna()
+    label = rows["config"].iloc[0] if len(rows) else ""
+    return pd.Series(rows["_metric"].to_numpy(), index=seeds.to_numpy()).dropna(), label
+
+
+def unmet(req: Requirement, base: dict) -> str | None:
+    """Why the sweep's base config is outside the paper's regime (None when it is inside)."""
+    value = base
+    for part in req.path.split("."):
+        value = value[part]
+    ok = {">=": value >= req.value, "<=": value <= req.value, "==": value == req.value}[req.op]
+    return None if ok else f"{req.what} {value} here, the paper's {req.op} {req.value}"
 
 
 def answer_study(record: SweepRecord) -> dict:

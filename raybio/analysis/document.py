@@ -168,11 +168,14 @@ def _html_table(table: Table) -> str:
 # -------------------------------------------------------------------------------------- files
 
 
+def render(doc: Document, stem: str = "report") -> dict[str, bytes]:
+    """Every file of a document by name: `<stem>.md`, `<stem>.html` and each figure's PNG."""
+    files = {fig.name: fig.png for fig in doc.figures()}
+    return files | {f"{stem}.md": to_markdown(doc).encode(), f"{stem}.html": to_html(doc).encode()}
+
+
 def write_document(doc: Document, out_dir: str, stem: str = "report") -> dict[str, str]:
-    """`<stem>.md`, `<stem>.html` and every figure's PNG under `out_dir` (local or s3://), each atomically."""
-    for fig in doc.figures():
-        storage.write_bytes_atomic(storage.join(out_dir, fig.name), fig.png)
-    md, page = storage.join(out_dir, f"{stem}.md"), storage.join(out_dir, f"{stem}.html")
-    storage.write_bytes_atomic(md, to_markdown(doc).encode())
-    storage.write_bytes_atomic(page, to_html(doc).encode())
-    return {"html": page, "markdown": md}
+    """The rendered files under `out_dir` (local or s3://), each written atomically; the md and html URIs."""
+    for name, data in render(doc, stem).items():
+        storage.write_bytes_atomic(storage.join(out_dir, name), data)
+    return {"html": storage.join(out_dir, f"{stem}.html"), "markdown": storage.join(out_dir, f"{stem}.md")}

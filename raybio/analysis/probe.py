@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from raybio.data.manifest import Manifest, load_manifest
-from raybio.tune.record import SweepRecord, config_label
+from raybio.tune.record import TrialRun
 
 PROBE_COLUMNS = [
     "probe/tokens_per_s",
@@ -189,26 +189,28 @@ def probe_configs(
     return results
 
 
-def probe_sweep(record: SweepRecord, settings: ProbeSettings) -> None:
-    """Probe each distinct finished config once, on the corpus it trained on: `probe/*` columns in the
-    record's results (replicates of a config share its figures) and one row per config and round in `record.probe`."""
+def probe_sweep(
+    results: pd.DataFrame, trials: list[TrialRun], settings: ProbeSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Probe each distinct finished config once, on the corpus it trained on. Returns the results with
+    `probe/*` columns (replicates of a config share its figures) and one row per config and round."""
     exps, corpus, key_of_trial, label = {}, {}, {}, {}
-    for trial in record.trials():
+    for trial in trials:
         if not trial.ok:
             continue
         key = config_key(trial.experiment)
         exps.setdefault(key, trial.experiment)
         corpus.setdefault(key, trial.shards_uri)
-        label.setdefault(key, config_label(trial.params, record.axes))
+        label.setdefault(key, trial.config)
         key_of_trial[trial.trial_id] = key
     if not exps:
-        return
+        return results, pd.DataFrame()
     # Every trial of a sweep reads the same corpus unless a data axis (seq_len) varies; group by corpus.
-    results: dict[str, ProbeResult] = {}
+    probed: dict[str, ProbeResult] = {}
     for uri in sorted(set(corpus.values())):
         group = {key: exp for key, exp in exps.items() if corpus[key] == uri}
-        results |= probe_configs(group, uri, load_manifest(uri), settings)
-    groups = tie_groups(results)
+        probed |= probe_configs(group, uri, load_manifest(uri), settings)
+    groups = tie_groups(probed)
     columns = {
         key: {
             "probe/tokens_per_s": r.tokens_per_s,
@@ -219,15 +221,15 @@ def probe_sweep(record: SweepRecord, settings: ProbeSettings) -> None:
             "probe/peak_memory_MiB": r.peak_memory_MiB,
             "probe/load_avg_1m": float(np.mean(r.loads)),
         }
-        for key, r in results.items()
+        for key, r in probed.items()
     }
-    keys = [key_of_trial.get(t) for t in record.results["trial_id"]]
-    for col in PROBE_COLUMNS:
-        record.results[col] = [columns[k][col] if k else np.nan for k in keys]
-    record.probe = pd.DataFrame(
+    keys = [key_of_trial.get(t) for t in results["trial_id"]]
+    out = results.assign(**{col: [columns[k][col] if k else np.nan for k in keys] for col in PROBE_COLUMNS})
+    rounds = pd.DataFrame(
         [
             {"config": label[key], "round": i, "tokens_per_s": tps, "step_time_s": st, "load_avg_1m": load}
-            for key, r in results.items()
+            for key, r in probed.items()
             for i, (tps, st, load) in enumerate(zip(r.rounds, r.step_times, r.loads, strict=True))
         ]
     )
+    return out, rounds

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from raybio.analysis.anatomy import has_divergence, usage_heatmap
-from raybio.tune.record import SweepRecord, config_axes, config_label
+from raybio.analysis.document import Figure
+from raybio.analysis.report_tables import ReportTables, has_probe
+from raybio.tune.record import SweepRecord
 
 EMA_HALF_LIFE_REPORTS = 3  # smoothing of the training-loss curves, in reports
 Z95 = 1.96
@@ -42,12 +43,30 @@ def loss_error(rows: pd.DataFrame) -> np.ndarray:
     return Z95 * np.where(rows["seeds"] > 1, over_seeds, rows["val_loss_se"])
 
 
-def plot_loss_curves(record: SweepRecord) -> bytes:
+def draw_figures(record: SweepRecord, tables: ReportTables) -> dict[str, Figure]:
+    """Every figure of a sweep report, by file name (only those the sweep has data for)."""
+    rows, figs = tables.rows, []
+    if not record.history.empty:
+        figs.append(Figure("loss_vs_flops.png", plot_loss_curves(record.history, tables), "validation loss vs compute"))
+    if len(rows) > 1 and rows["val_unigram_loss"].notna().any():
+        figs.append(Figure("learning_per_config.png", plot_learning(rows), "nats below unigram per config"))
+    if len(rows) > 1 and has_probe(rows):
+        figs.append(Figure("throughput_per_config.png", plot_throughput(rows), "probe tokens/s per config"))
+        figs.append(Figure("memory_per_config.png", plot_memory(rows), "probe peak memory per config"))
+        figs.append(Figure("pareto.png", plot_pareto(rows, tables.front), "Pareto front"))
+    titles = dict(zip(record.results["trial_id"], record.results["trial_config"], strict=True))
+    for trial_id, trial in record.anatomy.items():
+        title = titles.get(trial_id, trial_id)
+        figs.append(Figure(f"anatomy_{trial_id}.png", plot_anatomy(trial, title), f"router anatomy: {title}"))
+    return {f.name: f for f in figs}
+
+
+def plot_loss_curves(hist: pd.DataFrame, tables: ReportTables) -> bytes:
     """Validation loss vs cumulative training compute per config (mean over seeds), train loss faint."""
-    hist, keys = record.history, config_axes(record.axes)
     fig, ax = plt.subplots(figsize=(8, 4.6))
+    hist = hist.assign(config=hist["trial_id"].map(tables.labels))
     at_eval = hist[(hist["step"] == hist["val_step"]) & (hist["train_flops_cum"] > 0)]
-    for i, (_, h) in enumerate(hist.groupby(keys, sort=False) if keys else [((), hist)]):
+    for i, (label, h) in enumerate(hist.groupby("config", sort=False)):
         color = f"C{i % 10}"
         for _, trial in h.groupby("trial_id"):
             t = trial.sort_values("step")
@@ -57,9 +76,9 @@ def plot_loss_curves(record: SweepRecord) -> bytes:
         mean, sd, n = v["val_loss"].mean(), v["val_loss"].std(), v["val_loss"].count()
         err = Z95 * (sd / np.sqrt(n)).where(n > 1, 0.0)
         ax.errorbar(v["train_flops_cum"].mean(), mean, yerr=err, fmt="o-", color=color, ms=4, lw=1.4, capsize=3,
-                    label=config_label(h.iloc[0], record.axes))  # fmt: skip
-    if "val_unigram_loss" in record.ok and record.ok["val_unigram_loss"].notna().any():
-        unigram = record.ok["val_unigram_loss"].mean()
+                    label=label)  # fmt: skip
+    if tables.rows["val_unigram_loss"].notna().any():
+        unigram = tables.rows["val_unigram_loss"].mean()
         ax.axhline(unigram, color="0.4", ls=":", lw=1, label="unigram loss, same positions")
     log_axis(ax, "x", "FLOP")
     ax.set(xlabel="cumulative training compute", ylabel="loss (nats)",
@@ -125,11 +144,10 @@ def plot_pareto(rows: pd.DataFrame, front: pd.Series) -> bytes:
 
 def plot_anatomy(trial: dict, title: str) -> bytes:
     """Expert load relative to uniform (layer × expert; 1 = balanced) and, with ≥ 2 tags, the JS panel."""
-    js = has_divergence(trial)
+    js = trial["divergence"]
     fig, axs = plt.subplots(1, 2 if js else 1, figsize=(11 if js else 5.5, 3.4), squeeze=False)
     a1 = axs[0, 0]
-    share = usage_heatmap(trial["usage"])
-    load = share * share.shape[1]  # share of routed slots × E: 1 everywhere when perfectly balanced
+    load = np.asarray(trial["expert_load"])  # share of routed slots × E: 1 everywhere when perfectly balanced
     im = a1.imshow(load, aspect="auto", cmap="RdBu_r", vmin=0, vmax=max(2.0, float(load.max())))
     a1.set_xticks(range(0, load.shape[1], max(1, load.shape[1] // 16)))  # ≤ 16 labels: 32+ experts stay legible
     a1.set_yticks(range(load.shape[0]))

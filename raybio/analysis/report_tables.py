@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from raybio.analysis.anatomy import has_divergence
 from raybio.analysis.verdict import fmt_p
-from raybio.tune.record import SEED_AXIS, SweepRecord, axis_label, config_axes, config_label
+from raybio.tune.record import SEED_AXIS, SweepRecord
 
 # Router metric -> (how layers combine into one number per model, column header).
 ROUTER_SUMMARY = {
@@ -15,6 +16,43 @@ ROUTER_SUMMARY = {
     "max_over_mean_load": ("max", "router max/mean load (max)"),
     "dead_experts": ("sum", "dead experts in training (all layers)"),
 }
+
+
+@dataclass
+class ReportTables:
+    """Every table and computed sentence of a sweep report, built once from the record."""
+
+    rows: pd.DataFrame  # one row per config (config_rows): what the tables and plots show
+    labels: dict[str, str]  # trial id -> its config's label
+    configs: pd.DataFrame
+    trials: pd.DataFrame
+    routers: list[tuple[str, pd.DataFrame]]
+    claims: list[tuple[dict, pd.DataFrame]]
+    anatomy: pd.DataFrame
+    throughput: str  # the ranking with ties, or why there is none
+    front: pd.Series  # Pareto front over rows (all False without the probe)
+    seeds: str
+
+
+def build_tables(record: SweepRecord) -> ReportTables:
+    rows = config_rows(record)
+    probe = has_probe(rows)
+    return ReportTables(
+        rows=rows,
+        labels=dict(zip(record.results["trial_id"], record.results["config"], strict=True)),
+        configs=config_table(rows),
+        trials=trial_table(record),
+        routers=router_details(record),
+        claims=[(c, claim_table(c)) for c in record.fits.get("claims", [])],
+        anatomy=anatomy_rows(record),
+        throughput=throughput_answer(rows),
+        front=pareto_front(rows) if probe and len(rows) > 1 else pd.Series(False, index=rows.index),
+        seeds=seeds_of(record),
+    )
+
+
+def has_probe(rows: pd.DataFrame) -> bool:
+    return "probe/tokens_per_s" in rows and bool(rows["probe/tokens_per_s"].notna().any())
 
 
 def design_order(record: SweepRecord, df: pd.DataFrame) -> pd.DataFrame:
@@ -30,13 +68,20 @@ def design_order(record: SweepRecord, df: pd.DataFrame) -> pd.DataFrame:
 def config_rows(record: SweepRecord) -> pd.DataFrame:
     """One row per config (its seeds together), in design order: the numbers every table and plot uses."""
     ok = design_order(record, record.ok)
-    keys = config_axes(record.axes)
+    keys = record.config_keys
     rows = []
     for _, group in ok.groupby(keys, sort=False) if keys else [((), ok)]:
         first = group.iloc[0]
-        row = {"config": config_label(first, record.axes), "seeds": len(group)}
+        row = {"config": first["config"], "seeds": len(group)}
         row |= {a: first[a] for a in keys}
-        for col in ("val_loss", "val_loss_se", "val_unigram_loss", "val_loss_corrupted", "train_flops_cum"):
+        for col in (
+            "val_loss",
+            "val_loss_se",
+            "val_unigram_loss",
+            "val_loss_corrupted",
+            "init_val_loss",
+            "train_flops_cum",
+        ):
             row[col] = group[col].mean() if col in group else np.nan
         row["seed_sd"] = group["val_loss"].std(ddof=1) if len(group) > 1 else np.nan
         row["nats_below_unigram"] = row["val_unigram_loss"] - row["val_loss"]
@@ -60,7 +105,7 @@ def config_table(rows: pd.DataFrame) -> pd.DataFrame:
     out["nats below unigram"] = [_num(v, ".4f") for v in rows["nats_below_unigram"]]
     if rows["val_loss_corrupted"].notna().any():
         out["80/10/10 loss (secondary)"] = [_num(v, ".4f") for v in rows["val_loss_corrupted"]]
-    if "probe/tokens_per_s" in rows and rows["probe/tokens_per_s"].notna().any():
+    if has_probe(rows):
         out["probe k tokens/s [95 % CI]"] = [
             f"{m / 1e3:.2f} [{lo / 1e3:.2f}, {hi / 1e3:.2f}]" if pd.notna(lo) else _num(m / 1e3, ".2f")
             for m, lo, hi in rows[["probe/tokens_per_s", "probe/tokens_per_s_low", "probe/tokens_per_s_high"]].values
@@ -115,7 +160,7 @@ def router_details(record: SweepRecord) -> list[tuple[str, pd.DataFrame]]:
                 per_layer.setdefault(layer.removeprefix("layer"), {})[metric] = f"{float(v):.4g}"
         if per_layer:
             table = pd.DataFrame.from_dict(per_layer, orient="index").rename_axis("layer").reset_index()
-            out.append((axis_label(row, record.axes), table))
+            out.append((row["trial_config"], table))
     return out
 
 
@@ -144,10 +189,11 @@ def claim_table(claim: dict) -> pd.DataFrame:
 
 def anatomy_rows(record: SweepRecord) -> pd.DataFrame:
     """Per MoE trial: JS divergence between tags at init and trained (when there are tags), dead experts."""
+    labels = dict(zip(record.results["trial_id"], record.results["trial_config"], strict=True))
     rows = []
     for trial_id, t in record.anatomy.items():
-        row = {"trial": axis_label(t["params"], record.axes), "id": trial_id}
-        if has_divergence(t):
+        row = {"trial": labels.get(trial_id, trial_id), "id": trial_id}
+        if t["divergence"]:
             row |= {"JS init": f"{t['init_js_mean']:.4f}", "JS trained": f"{t['js_mean']:.4f}"}
             if "null_js_mean" in t:
                 row["JS, tags permuted (null)"] = f"{t['null_js_mean']:.4f}"
@@ -158,3 +204,25 @@ def anatomy_rows(record: SweepRecord) -> pd.DataFrame:
 
 def seeds_of(record: SweepRecord) -> str:
     return f"{len(record.meta.axes[SEED_AXIS])} training seeds" if SEED_AXIS in record.axes else "one training seed"
+
+
+def throughput_answer(rows: pd.DataFrame) -> str:
+    if "probe/tokens_per_s" not in rows or rows["probe/tokens_per_s"].isna().all():
+        return ("**Throughput:** no comparable throughput — the probe was off, and in-training tokens/s measures "
+                "which trials shared the machine, not the configs.")  # fmt: skip
+    if (rows["probe/tie_group"] == 0).all():
+        return "**Throughput:** not ranked — one probe round gives no interval (use --probe-rounds ≥ 5)."
+    ranked = rows.sort_values("probe/tokens_per_s", ascending=False)
+    parts = []
+    for _, group in ranked.groupby("probe/tie_group", sort=True):
+        names = " ≈ ".join(f"{r['config']} ({r['probe/tokens_per_s'] / 1e3:.2f} k)" for _, r in group.iterrows())
+        parts.append(f"[{names}]" if len(group) > 1 else names)
+    return ("**Throughput (probe, tokens/s per worker, alone):** " + " > ".join(parts) +
+            "; configs in brackets are tied: their 95 % intervals over probe rounds overlap.")  # fmt: skip
+
+
+def pareto_front(rows: pd.DataFrame) -> pd.Series:
+    """Configs no other config beats on both headline loss (lower) and probe tokens/s (higher)."""
+    vals = np.stack([rows["val_loss"].to_numpy(float), -rows["probe/tokens_per_s"].to_numpy(float)], axis=1)
+    dominated = [bool(np.any(np.all(vals <= v, axis=1) & np.any(vals < v, axis=1))) for v in vals]
+    return pd.Series(np.logical_not(dominated), index=rows.index)

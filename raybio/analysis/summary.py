@@ -1,10 +1,9 @@
-"""The sweep's answer where people read it first: the console summary and TensorBoard's sweep run.
+"""The report where people read it first: the console summary and TensorBoard's sweep run.
 
-Both show the report's own numbers (report_tables.config_rows, the study's claims): per config
-the headline loss with its errors and what it learned beyond unigram, the verdicts, and the
-throughput ranking with ties. TensorBoard gets them as text and the report's figures as
-images: per-config values written as scalars against an axis value would be smoothed by
-TensorBoard's default and read as a blend of configs.
+Both are views of the report document itself (its Answer and per-config Results), so the
+console, TensorBoard and the HTML report can never disagree. TensorBoard gets them as text and
+the report's figures as images: per-config values written as scalars against an axis value
+would be smoothed by TensorBoard's default and read as a blend of configs.
 """
 
 from __future__ import annotations
@@ -12,53 +11,37 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from rich.table import Table as RichTable
+from rich.markdown import Markdown
 
-from raybio.analysis import report_tables as tables
-from raybio.analysis.document import Document, Figure, to_markdown
-from raybio.analysis.report import throughput_answer
-from raybio.analysis.verdict import Verdict
-from raybio.tune.record import SweepRecord
+from raybio.analysis.document import Document, Section, Table, to_markdown
+
+SUMMARY_SECTIONS = ("Answer", "Results")
 
 
-def print_summary(record: SweepRecord, console: Console | None = None) -> None:
-    """The per-config table, each claim's verdicts and the throughput ranking."""
-    console = console or Console(width=160)
-    rows = tables.config_rows(record)
-    shown = tables.config_table(rows)
-    table = RichTable(title="raybio sweep summary (headline: mask-only / next-token validation loss)")
-    for col in shown:
-        table.add_column(col, justify="right")
-    for _, row in shown.iterrows():
-        table.add_row(*map(str, row.tolist()))
-    console.print(table)
-    ok = record.ok
-    if len(ok) and "val_unigram_loss" in ok:
-        console.print(
-            f"references: unigram loss of the same validation positions {ok['val_unigram_loss'].mean():.4f} nats; "
-            f"untrained model {ok['init_val_loss'].min():.4f} nats; the eval SE is the token-level standard error "
-            "of each trial's validation loss (windows as clusters)"
-        )
-    for claim in record.fits.get("claims", []):
-        console.print(f"claim ({claim['source']}): {claim['text']}")
-        for c in claim["comparisons"]:
-            v = Verdict(**{k: c[k] for k in Verdict.__dataclass_fields__})
-            console.print(f"  {c['treatment']} vs {c['baseline']}: {v.summary(claim.get('unit') or '')} -> {v.label}")
-    console.print(throughput_answer(rows).replace("**", ""))
-    for _, row in record.results[record.results["status"] != "OK"].iterrows():
-        console.print(f"[red]trial {row['trial_id']} failed:[/red] {row['error']}")
+def summary_document(doc: Document) -> Document:
+    """The Answer and the per-config results table (not the folded per-trial ones) of a report."""
+    kept = []
+    for section in doc.sections:
+        if section.title in SUMMARY_SECTIONS:
+            blocks = [b for b in section.blocks if not (isinstance(b, Table) and b.collapsed)]
+            kept.append(Section(section.title, blocks))
+    return Document(f"summary: {doc.title.removeprefix('raybio sweep report: ')}", kept)
 
 
-def write_sweep_tensorboard(doc: Document, logdir: str) -> None:
-    """The report's Answer and Results as text, and its figures as images, in `<logdir>/sweep`."""
+def publish_summary(doc: Document, tb_dir: str, console: Console | None = None) -> None:
+    """The summary on the console, and in `<tb_dir>/sweep` as text beside the report's figures as images."""
     import matplotlib.image as mpimg
     from torch.utils.tensorboard import SummaryWriter
 
-    with SummaryWriter(f"{logdir}/sweep") as w:
-        for section in doc.sections:
-            if section.title in ("Answer", "Results"):
-                w.add_text(f"sweep/{section.title.lower()}", to_markdown(Document(section.title, [section])))
+    summary = summary_document(doc)
+    parts = {s.title: to_markdown(Document(s.title, [s])) for s in summary.sections}
+    (console or Console(width=160)).print(Markdown("\n".join(parts.values())))
+    if not tb_dir:
+        return
+    with SummaryWriter(f"{tb_dir}/sweep") as w:
+        for title, text in parts.items():
+            w.add_text(f"sweep/{title.lower()}", text)
         for fig in doc.figures():
-            if isinstance(fig, Figure) and not fig.name.startswith("anatomy_"):
+            if not fig.name.startswith("anatomy_"):
                 image = mpimg.imread(io.BytesIO(fig.png))[..., :3]
                 w.add_image(f"sweep/{fig.name.removesuffix('.png')}", image, 0, dataformats="HWC")

@@ -12,43 +12,39 @@ import time
 
 from raybio.analysis.anatomy import sweep_anatomy
 from raybio.analysis.answer import answer_study
-from raybio.analysis.document import write_document
+from raybio.analysis.document import render
 from raybio.analysis.probe import ProbeSettings, probe_sweep
 from raybio.analysis.report import sweep_document
-from raybio.analysis.summary import print_summary, write_sweep_tensorboard
+from raybio.analysis.summary import publish_summary
 from raybio.analysis.utilisation import sweep_utilisation
 from raybio.models.blocks import has_experts
 from raybio.tune.export import write_hparams
 from raybio.tune.record import SweepRecord
-from raybio.tune.runner import publish_tensorboard
 from raybio.tune.trackers import log_report
 
 
-def analyse_sweep(record: SweepRecord) -> dict[str, str]:
-    """Probe, anatomy, answer, summary, report and TensorBoard of a finished sweep; returns the report paths."""
+def analyse_sweep(record: SweepRecord) -> None:
+    """Probe, anatomy, answer, summary, report and TensorBoard of a finished sweep, then one save."""
     t0 = time.perf_counter()
-    meta, axes = record.meta, record.axes
+    meta, trials = record.meta, record.trials()
     util = sweep_utilisation(record.results, record.history, meta.fit_wall_time_s or 0.0, meta.concurrent_trials or 1)
-    meta.utilisation = {"training": util.training, **util.breakdown()}
-    meta.utilisation_line = util.line()
-    if meta.probe != "off" and record.ok.shape[0]:
-        print(f"[raybio] probing {record.ok.shape[0]} trial(s): each config alone, interleaved", flush=True)
-        probe_sweep(record, ProbeSettings(steps=meta.probe_steps, rounds=meta.probe_rounds))
-    write_hparams(record.results, axes, record.tb_dir)
-    trials = record.trials()
+    meta.utilisation, meta.utilisation_line = {"training": util.training, **util.breakdown()}, util.line()
+    if meta.probe != "off" and any(t.ok for t in trials):
+        print(f"[raybio] probing {sum(t.ok for t in trials)} trial(s): each config alone, interleaved", flush=True)
+        record.results, record.probe = probe_sweep(
+            record.results, trials, ProbeSettings(meta.probe_steps, rounds=meta.probe_rounds)
+        )
+    write_hparams(record.results, record.axes, record.tb_dir)
     if any(has_experts(t.experiment.model.pattern) for t in trials):
         record.anatomy = sweep_anatomy(trials, record.tb_dir)
     record.fits = answer_study(record)
-    print_summary(record)
-    print(f"[raybio] {util.line()}")
     doc = sweep_document(record)
-    report = write_document(doc, f"{record.uri}/report")
-    write_sweep_tensorboard(doc, record.tb_dir)
-    record.save()
-    publish_tensorboard(record.tb_dir, record.root, meta.name)
-    log_report(meta.tracker, meta.name, record.uri)  # the report as artifacts of a sweep-level tracker run
+    publish_summary(doc, record.tb_dir)
+    report = render(doc)
+    record.save(report)
+    log_report(meta, report, record.results)  # the report as artifacts of a sweep-level tracker run
+    print(f"[raybio] {util.line()}")
     print(f"[raybio] results: {record.uri}/results.csv; TensorBoard: tensorboard --logdir {record.uri}/tensorboard")
-    print(f"[raybio] report: {report['html']}")
+    print(f"[raybio] report: {record.uri}/report/report.html")
     total = (meta.wall_time_s or 0.0) + time.perf_counter() - t0
     print(f"[raybio] sweep wall time {total:.0f} s (trials {meta.wall_time_s:.0f} s, then analysis)", flush=True)
-    return report

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
@@ -35,14 +36,6 @@ class Requirement(BaseModel):
     op: Literal[">=", "<=", "=="]
     value: Any
     what: str  # what it means, for the verdict: "context length"
-
-    def unmet(self, base: dict) -> str | None:
-        """Why the base config is outside the paper's regime (None when inside it)."""
-        value = base
-        for part in self.path.split("."):
-            value = value[part]
-        ok = {">=": value >= self.value, "<=": value <= self.value, "==": value == self.value}[self.op]
-        return None if ok else f"{self.what} {value} here, the paper's {self.op} {self.value}"
 
 
 class Claim(BaseModel):
@@ -96,6 +89,7 @@ class TrialRun:
 
     trial_id: str
     label: str  # its TensorBoard run name, e.g. `experts=4_ab12c`
+    config: str  # its config without the seed, e.g. `experts=4` (replicates share it)
     params: dict
     ok: bool
     experiment: ExperimentConfig
@@ -137,6 +131,14 @@ class SweepRecord:
     anatomy: dict[str, dict] = field(default_factory=dict)
     fits: dict = field(default_factory=dict)
     tb_dir: str = ""  # where this process writes TensorBoard files (not saved: a local path)
+    config_keys: list[str] = field(init=False)  # the axes that make a config (all but the seed)
+
+    def __post_init__(self) -> None:
+        # The labels every view of the sweep uses (tables, plots, verdicts, TensorBoard), computed once here.
+        self.config_keys = config_axes(self.axes)
+        if len(self.results) and "config" not in self.results:
+            self.results.insert(2, "config", [config_label(r, self.axes) for _, r in self.results.iterrows()])
+            self.results.insert(3, "trial_config", [axis_label(r, self.axes) for _, r in self.results.iterrows()])
 
     @property
     def axes(self) -> list[str]:
@@ -164,6 +166,7 @@ class SweepRecord:
                 TrialRun(
                     trial_id=row["trial_id"],
                     label=trial_label(params, row["trial_id"]),
+                    config=config_label(params, self.axes),
                     params=params,
                     ok=row["status"] == "OK",
                     experiment=exp,
@@ -173,8 +176,9 @@ class SweepRecord:
             )
         return runs
 
-    def save(self) -> None:
-        """Every file of the record, each written atomically (tables as CSV and parquet)."""
+    def save(self, report: dict[str, bytes] | None = None) -> None:
+        """Every file of the record, each written atomically (tables as CSV and parquet); `report` (file name ->
+        bytes) under <sweep>/report; locally written TensorBoard files copied to remote storage."""
         storage.write_json(storage.join(self.uri, "sweep.json"), self.meta.model_dump())
         for stem, table in (("results", self.results), ("history", self.history), ("probe", self.probe)):
             if len(table) or stem == "results":
@@ -183,6 +187,13 @@ class SweepRecord:
             storage.write_json(storage.join(self.uri, "anatomy.json"), self.anatomy)
         if self.fits:
             storage.write_json(storage.join(self.uri, "fits.json"), self.fits)
+        for name, data in (report or {}).items():
+            storage.write_bytes_atomic(storage.join(self.uri, "report", name), data)
+        if storage.is_remote(self.uri) and self.tb_dir:
+            import pyarrow.fs as pafs
+
+            fs, path = storage.filesystem(storage.join(self.uri, "tensorboard"))
+            pafs.copy_files(self.tb_dir, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
     @classmethod
     def load(cls, uri: str) -> SweepRecord:
@@ -190,13 +201,14 @@ class SweepRecord:
         meta = storage.read_json(storage.join(uri, "sweep.json"))
         if meta is None:
             raise FileNotFoundError(f"{uri} has no sweep.json: is it a finished raybio sweep folder?")
+        anatomy = storage.read_json(storage.join(uri, "anatomy.json")) or {}
         return cls(
             uri=uri,
             meta=SweepMeta.model_validate(meta),
             results=_read_table(uri, "results"),
             history=_read_table(uri, "history"),
             probe=_read_table(uri, "probe"),
-            anatomy=storage.read_json(storage.join(uri, "anatomy.json")) or {},
+            anatomy={trial: _anatomy_with_load(entry) for trial, entry in anatomy.items()},
             fits=storage.read_json(storage.join(uri, "fits.json")) or {},
             tb_dir=storage.join(uri, "tensorboard") if not storage.is_remote(uri) else "",
         )
@@ -217,3 +229,15 @@ def _headline_mask_only(df: pd.DataFrame) -> pd.DataFrame:
     renames = {"val_loss": "val_loss_corrupted", "val_loss_mask_only": "val_loss"}
     renames |= {"init_val_loss": "init_val_loss_corrupted", "init_val_loss_mask_only": "init_val_loss"}
     return df.rename(columns=renames)
+
+
+def _anatomy_with_load(entry: dict) -> dict:
+    """Anatomy saved before 2026-12-06 lacks the per-layer expert load and the divergence flag: derive them
+    from its usage counts (load = an expert's share of a layer's routed slots × experts; 1 = uniform)."""
+    if "expert_load" not in entry:
+        layers = sorted(entry["usage"], key=int)
+        counts = [np.sum(list(entry["usage"][k].values()), axis=0).astype(float) for k in layers]
+        entry["expert_load"] = [(c / max(c.sum(), 1) * len(c)).tolist() for c in counts]
+        entry["divergence"] = any(v == v for v in entry["js_by_layer"].values())  # v == v: not NaN
+    return entry
+

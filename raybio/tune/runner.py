@@ -253,13 +253,3 @@ def _local_tensorboard_dir(root: str, name: str) -> str:
 
         return str(Path(tempfile.mkdtemp(prefix="raybio-tb-")) / "tensorboard")
     return str(Path(root) / name / "tensorboard")
-
-
-def publish_tensorboard(tb_dir: str, root: str, name: str) -> None:
-    """Copy locally written event files to remote storage (no-op for local storage)."""
-    if not storage.is_remote(root):
-        return
-    import pyarrow.fs as pafs
-
-    fs, path = storage.filesystem(storage.join(root, name, "tensorboard"))
-    pafs.copy_files(tb_dir, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)

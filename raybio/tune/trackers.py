@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from raybio.data import storage
+import pandas as pd
+
+from raybio.tune.record import SweepMeta
 
 Tracker = Literal["mlflow", "wandb"]
 TRACKERS = ("mlflow", "wandb")
-# Copied next to the report: the table the report is built from and how the sweep was run.
-SWEEP_FILES = ("results.csv", "sweep.json")
 
 
 def tracker_callbacks(tracker: Tracker | None, sweep_name: str) -> list:
@@ -47,20 +47,6 @@ def tracker_callbacks(tracker: Tracker | None, sweep_name: str) -> list:
     raise ValueError(f"unknown tracker {tracker!r}; choose one of {TRACKERS}")
 
 
-def _local_copy(sweep_uri: str, report_dir: str, into: Path) -> Path:
-    """The report folder and SWEEP_FILES as local files under `into` (downloaded when remote)."""
-    import pyarrow.fs as pafs
-
-    fs, path = storage.filesystem(report_dir)
-    (into / "report").mkdir()  # pyarrow's local filesystem does not create the destination folder
-    pafs.copy_files(path, str(into / "report"), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-    for name in SWEEP_FILES:
-        fs, path = storage.filesystem(storage.join(sweep_uri, name))
-        with fs.open_input_stream(path) as src:
-            (into / name).write_bytes(src.read())
-    return into
-
-
 def _sweep_params(sweep: dict) -> dict[str, str]:
     return {
         "axes": json.dumps(sweep["axes"]),
@@ -70,17 +56,23 @@ def _sweep_params(sweep: dict) -> dict[str, str]:
     }
 
 
-def log_report(tracker: Tracker | None, sweep_name: str, sweep_uri: str) -> None:
-    """Log the finished sweep's report (<sweep_uri>/report) and tables as artifacts of one sweep-level run."""
-    if tracker is None:
+def log_report(meta: SweepMeta, report: dict[str, bytes], results: pd.DataFrame) -> None:
+    """Log the finished sweep's report (file name -> bytes, as rendered), its results table and sweep.json as
+    artifacts of one sweep-level run of `meta.tracker` (nothing is read back from the sweep's storage)."""
+    if meta.tracker is None:
         return
+    sweep = meta.model_dump()
     with tempfile.TemporaryDirectory(prefix="raybio-report-") as tmp:
-        local = _local_copy(sweep_uri, storage.join(sweep_uri, "report"), Path(tmp))
-        sweep = json.loads((local / "sweep.json").read_text())
-        if tracker == "mlflow":
-            _mlflow_report(sweep_name, sweep, local)
+        local = Path(tmp)
+        (local / "report").mkdir()
+        for name, data in report.items():
+            (local / "report" / name).write_bytes(data)
+        results.to_csv(local / "results.csv", index=False)
+        (local / "sweep.json").write_text(json.dumps(sweep, indent=2, sort_keys=True))
+        if meta.tracker == "mlflow":
+            _mlflow_report(meta.name, sweep, local)
         else:
-            _wandb_report(sweep_name, sweep, local)
+            _wandb_report(meta.name, sweep, local)
 
 
 def _mlflow_report(sweep_name: str, sweep: dict, local: Path) -> None:
