@@ -12,6 +12,7 @@ from pathlib import Path
 from raybio.analysis.sweep import analyse_sweep
 from raybio.config import ConfigError, ExperimentConfig
 from raybio.tune.args import add_common_args, base_experiment, extra_axes
+from raybio.tune.plan import plan_sweep
 from raybio.tune.record import Claim
 from raybio.tune.runner import SweepSpec, run_sweep
 from raybio.tune.space import trial_experiment
@@ -116,7 +117,7 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             target_flops=args.target_flops,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
         )
-        analyse_sweep(run_sweep(spec))
+        analyse_sweep(plan_sweep(spec) if args.probe_only else run_sweep(spec))
     except (ConfigError, ValueError) as err:
         sys.exit(f"error: {err}")
     for line in findings_of(study.name):

@@ -69,6 +69,7 @@ def _record(tmp_path, experts=(1, 8), seeds=(0, 1, 2, 3, 4), probe=True, categor
                 "probe/tokens_per_s_high": mean + half,
                 "probe/tie_group": 1,
                 "probe/peak_memory_MiB": 500.0 + e,
+                "probe/window": 256,
             }
         rows.append(row)
     base = load_config("tiny").model_dump()

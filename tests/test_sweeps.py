@@ -118,3 +118,13 @@ def test_hybrid_variants_match_the_dense_parameter_count():
     for variant in ("moe", "striped", "fast", "standard", "expressive", "pure_hyena"):
         exp = trial_experiment(base, {"variant_equal_params": variant})
         assert abs(count_params(exp) - target) / target < 0.02, variant
+
+
+def test_probe_only_times_every_config_without_training(ray_local, tmp_path):
+    out = run_smoke("seq_len", tmp_path, "--probe-only", "--probe-steps", "2", "--probe-rounds", "2")
+    df = pd.read_parquet(out / "results.parquet")
+    assert sorted(df["seq_len"]) == [32, 64] and df["probe/tokens_per_s"].gt(0).all()
+    assert set(df["probe/window"]) == {32, 64}  # ranked within a window length, never across
+    assert not (out / "train_runs").exists() and "val_loss" not in df
+    md = (out / "report" / "report.md").read_text()
+    assert "probe only: no training" in md and "at 32-token windows" in md

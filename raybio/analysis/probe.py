@@ -47,6 +47,7 @@ PROBE_COLUMNS = [
     "probe/step_time_s",
     "probe/peak_memory_MiB",
     "probe/load_avg_1m",
+    "probe/window",
 ]
 CI_LEVEL = 0.95
 
@@ -206,11 +207,14 @@ def probe_sweep(
     if not exps:
         return results, pd.DataFrame()
     # Every trial of a sweep reads the same corpus unless a data axis (seq_len) varies; group by corpus.
+    # Ranks are called within a corpus (one window length): tokens/s at 256 and at 16k tokens do not compete.
     probed: dict[str, ProbeResult] = {}
+    groups: dict[str, int] = {}
     for uri in sorted(set(corpus.values())):
         group = {key: exp for key, exp in exps.items() if corpus[key] == uri}
-        probed |= probe_configs(group, uri, load_manifest(uri), settings)
-    groups = tie_groups(probed)
+        results_here = probe_configs(group, uri, load_manifest(uri), settings)
+        probed |= results_here
+        groups |= tie_groups(results_here)
     columns = {
         key: {
             "probe/tokens_per_s": r.tokens_per_s,
@@ -220,6 +224,7 @@ def probe_sweep(
             "probe/step_time_s": float(np.median(r.step_times)),
             "probe/peak_memory_MiB": r.peak_memory_MiB,
             "probe/load_avg_1m": float(np.mean(r.loads)),
+            "probe/window": exps[key].data.seq_len,
         }
         for key, r in probed.items()
     }

@@ -207,17 +207,22 @@ def seeds_of(record: SweepRecord) -> str:
 
 
 def throughput_answer(rows: pd.DataFrame) -> str:
-    if "probe/tokens_per_s" not in rows or rows["probe/tokens_per_s"].isna().all():
+    """The probe's ranking with ties (per window length when several were probed), or why there is none."""
+    if not has_probe(rows):
         return ("**Throughput:** no comparable throughput — the probe was off, and in-training tokens/s measures "
                 "which trials shared the machine, not the configs.")  # fmt: skip
     if (rows["probe/tie_group"] == 0).all():
         return "**Throughput:** not ranked — one probe round gives no interval (use --probe-rounds ≥ 5)."
-    ranked = rows.sort_values("probe/tokens_per_s", ascending=False)
-    parts = []
-    for _, group in ranked.groupby("probe/tie_group", sort=True):
-        names = " ≈ ".join(f"{r['config']} ({r['probe/tokens_per_s'] / 1e3:.2f} k)" for _, r in group.iterrows())
-        parts.append(f"[{names}]" if len(group) > 1 else names)
-    return ("**Throughput (probe, tokens/s per worker, alone):** " + " > ".join(parts) +
+    windows = rows.groupby("probe/window", sort=True) if rows["probe/window"].nunique() > 1 else [(None, rows)]
+    lines = []
+    for window, at in windows:
+        ranked = at.sort_values("probe/tokens_per_s", ascending=False)
+        parts = []
+        for _, group in ranked.groupby("probe/tie_group", sort=True):
+            names = " ≈ ".join(f"{r['config']} ({r['probe/tokens_per_s'] / 1e3:.2f} k)" for _, r in group.iterrows())
+            parts.append(f"[{names}]" if len(group) > 1 else names)
+        lines.append((f"at {window:,}-token windows: " if window else "") + " > ".join(parts))
+    return ("**Throughput (probe, tokens/s per worker, alone):** " + "; ".join(lines) +
             "; configs in brackets are tied: their 95 % intervals over probe rounds overlap.")  # fmt: skip
 
 

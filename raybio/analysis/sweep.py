@@ -27,14 +27,16 @@ def analyse_sweep(record: SweepRecord) -> None:
     """Probe, anatomy, answer, summary, report and TensorBoard of a finished sweep, then one save."""
     t0 = time.perf_counter()
     meta, trials = record.meta, record.trials()
-    util = sweep_utilisation(record.results, record.history, meta.fit_wall_time_s or 0.0, meta.concurrent_trials or 1)
-    meta.utilisation, meta.utilisation_line = {"training": util.training, **util.breakdown()}, util.line()
+    if not record.history.empty:  # a --probe-only record trained nothing
+        util = sweep_utilisation(record.results, record.history, meta.fit_wall_time_s, meta.concurrent_trials)
+        meta.utilisation, meta.utilisation_line = {"training": util.training, **util.breakdown()}, util.line()
     if meta.probe != "off" and any(t.ok for t in trials):
         print(f"[raybio] probing {sum(t.ok for t in trials)} trial(s): each config alone, interleaved", flush=True)
         record.results, record.probe = probe_sweep(
             record.results, trials, ProbeSettings(meta.probe_steps, rounds=meta.probe_rounds)
         )
-    write_hparams(record.results, record.axes, record.tb_dir)
+    if record.tb_dir:
+        write_hparams(record.results, record.axes, record.tb_dir)
     if any(has_experts(t.experiment.model.pattern) for t in trials):
         record.anatomy = sweep_anatomy(trials, record.tb_dir)
     record.fits = answer_study(record)
@@ -43,7 +45,8 @@ def analyse_sweep(record: SweepRecord) -> None:
     report = render(doc)
     record.save(report)
     log_report(meta, report, record.results)  # the report as artifacts of a sweep-level tracker run
-    print(f"[raybio] {util.line()}")
+    if meta.utilisation_line:
+        print(f"[raybio] {meta.utilisation_line}")
     print(f"[raybio] results: {record.uri}/results.csv; TensorBoard: tensorboard --logdir {record.uri}/tensorboard")
     print(f"[raybio] report: {record.uri}/report/report.html")
     total = (meta.wall_time_s or 0.0) + time.perf_counter() - t0

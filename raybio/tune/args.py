@@ -101,8 +101,18 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         "(off: every trial had dedicated hardware, so in-training figures compare; default after, "
         "off with --smoke)",
     )
+    g.add_argument(
+        "--probe-only",
+        action="store_true",
+        help="train nothing: time every config of the grid with the probe (throughput and memory need no training)",
+    )
     g.add_argument("--probe-steps", type=int, default=10, help="timed steps per config and round (default 10)")
-    g.add_argument("--probe-rounds", type=int, default=3, help="interleaved rounds over the configs (default 3)")
+    g.add_argument(
+        "--probe-rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds over the configs (default 5: a 95 %% interval per config; ties are called)",
+    )
     g.add_argument(
         "--target-flops",
         type=float,

@@ -1,4 +1,5 @@
-"""Ray Tune over Ray Train: one trial = one TorchTrainer run; grid or Optuna search."""
+"""Ray Tune over raybio's Trainer: grid or Optuna search; a one-CPU-worker trial trains in its own Tune
+process, any other (several workers, GPUs, DeepSpeed) launches a TorchTrainer run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from raybio.config import ExperimentConfig, validate
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
 from raybio.models.flops import flops_per_token
+from raybio.train.local import train_in_process, trains_in_process
 from raybio.train.trainer import build_trainer
 from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback
 from raybio.tune.export import history_table, results_table
@@ -25,8 +27,9 @@ from raybio.tune.record import Claim, SweepMeta, SweepRecord
 from raybio.tune.space import trial_experiment
 from raybio.tune.trackers import Tracker, tracker_callbacks
 
-# The trial function only launches a TorchTrainer and waits; it needs a sliver of a CPU
-# (0 CPU cannot be scheduled alongside the workers, 1 CPU starves them on small machines).
+# A trial that launches a TorchTrainer only waits for it; it needs a sliver of a CPU (0 CPU cannot
+# be scheduled alongside the workers, 1 CPU starves them on small machines). A trial that trains
+# in its own process holds its worker's CPUs instead.
 TRIAL_DRIVER_CPU = 0.01
 
 
@@ -91,7 +94,11 @@ def run_trial(
     eval_tasks: list[str] | None = None,
     eval_seeds: int = 3,
 ) -> None:
-    """Tune trainable: apply this trial's axis values to the base config, prepare its corpus, train."""
+    """Tune trainable: apply this trial's axis values to the base config, prepare its corpus, train.
+
+    The run is named after the trial (`<train_storage>/trial_<id>`), so a restarted trial resumes
+    from its own newest checkpoint on either path.
+    """
     aws_env.apply()  # object storage as the driver sees it
     exp = trial_experiment(validate(base), config["params"])
     # Idempotent: a no-op unless this trial's data config (e.g. seq_len) is new to the sweep.
@@ -100,11 +107,12 @@ def run_trial(
     if flop_budget:
         exp.train.max_steps = steps_for_flop_budget(exp, manifest.tokenizer.vocab_size, flop_budget)
         exp.train.eval_every = 0
-    trial_id = tune.get_context().get_trial_id()
-    trainer = build_trainer(
-        exp, shards_uri, manifest, train_storage, name=f"trial_{trial_id}", callbacks=[OrderedTuneReportCallback()]
-    )
-    result = trainer.fit()
+    name = f"trial_{tune.get_context().get_trial_id()}"
+    if trains_in_process(exp):
+        result = train_in_process(exp, shards_uri, manifest, train_storage, name, sink=tune.report)
+    else:
+        trainer = build_trainer(exp, shards_uri, manifest, train_storage, name, callbacks=[OrderedTuneReportCallback()])
+        result = trainer.fit()
     if eval_tasks:  # --eval-tasks: downstream scores of the final checkpoint, reported as one more result
         from raybio.evaluate.runner import evaluate_train_result
 
@@ -158,7 +166,7 @@ def run_sweep(spec: SweepSpec) -> SweepRecord:
     t_fit = time.time()
     grid = tuner.fit()
     fit_wall_s = round(time.time() - t_fit, 1)
-    meta = _meta(spec, wall_time_s=round(time.time() - t0, 1), fit_wall_time_s=fit_wall_s, concurrency=concurrency)
+    meta = sweep_meta(spec, wall_time_s=round(time.time() - t0, 1), fit_wall_time_s=fit_wall_s, concurrency=concurrency)
     record = SweepRecord(uri, meta, results_table(grid, spec.base), history_table(grid), tb_dir=tb_dir)
     record.save()  # the trials' results are safe before analysis starts
     return record
@@ -180,7 +188,7 @@ def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tu
             eval_tasks=spec.eval_tasks,
             eval_seeds=spec.eval_seeds,
         ),
-        {"CPU": TRIAL_DRIVER_CPU},
+        _trial_resources(spec.base),
     )
     restore_path = storage.join(tune_path, spec.name)
     if spec.resume and tune.Tuner.can_restore(restore_path, storage_filesystem=tune_fs):
@@ -213,12 +221,33 @@ def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tu
             verbose=1,
             # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
             # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.
-            failure_config=tune.FailureConfig(max_failures=1),
+            failure_config=tune.FailureConfig(max_failures=_trial_retries(spec.base)),
         ),
     )
 
 
-def _meta(spec: SweepSpec, *, wall_time_s: float, fit_wall_time_s: float, concurrency: int) -> SweepMeta:
+def _trial_resources(base: ExperimentConfig):
+    """Per trial: its worker's CPUs when it trains in its own process, else a sliver for the TorchTrainer's driver."""
+
+    def resources(config: dict) -> tune.PlacementGroupFactory:
+        exp = trial_experiment(base, (config or {}).get("params", {}))
+        cpus = exp.train.cpus_per_worker if trains_in_process(exp) else TRIAL_DRIVER_CPU
+        return tune.PlacementGroupFactory([{"CPU": cpus}])
+
+    return resources
+
+
+def _trial_retries(base: ExperimentConfig) -> int:
+    """Trial restarts (each from the trial's newest checkpoint). A TorchTrainer trial restarts its worker group
+    `train.max_failures` times itself and Tune restarts it once more when its driver is lost; a trial that
+    trains in its own process is its worker, so Tune gives it those restarts too."""
+    t = base.train
+    if not trains_in_process(base):
+        return 1
+    return -1 if t.max_failures == -1 else t.max_failures + 1
+
+
+def sweep_meta(spec: SweepSpec, *, wall_time_s: float, fit_wall_time_s: float, concurrency: int) -> SweepMeta:
     return SweepMeta(
         name=spec.name,
         question=spec.question,
