@@ -114,7 +114,6 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             probe=args.probe or ("off" if args.smoke else "after"),
             probe_steps=args.probe_steps,
             probe_rounds=args.probe_rounds,
-            target_flops=args.target_flops,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
         )
         analyse_sweep(plan_sweep(spec) if args.probe_only else run_sweep(spec))

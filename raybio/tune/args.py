@@ -113,11 +113,6 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         default=5,
         help="interleaved rounds over the configs (default 5: a 95 %% interval per config; ties are called)",
     )
-    g.add_argument(
-        "--target-flops",
-        type=float,
-        help="training compute at which the report picks the best config (default 10x the largest trial)",
-    )
 
 
 def extra_axes(items: list[str]) -> dict[str, list]:

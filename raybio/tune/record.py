@@ -76,7 +76,6 @@ class SweepMeta(BaseModel):
     probe: str = "off"
     probe_steps: int = 10
     probe_rounds: int = 5
-    target_flops: float | None = None
     tracker: str | None = None  # --tracker: the report goes to the same MLflow / W&B place
     utilisation: dict[str, float] = {}
     utilisation_line: str = ""

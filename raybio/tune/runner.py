@@ -65,8 +65,6 @@ class SweepSpec:
     probe: Literal["after", "off"] = "after"
     probe_steps: int = 10
     probe_rounds: int = 5
-    # Compute at which the report picks the best config (None: 10x the largest trial).
-    target_flops: float | None = None
 
     @property
     def budget(self) -> str:
@@ -269,7 +267,6 @@ def sweep_meta(spec: SweepSpec, *, wall_time_s: float, fit_wall_time_s: float, c
         probe=spec.probe,
         probe_steps=spec.probe_steps,
         probe_rounds=spec.probe_rounds,
-        target_flops=spec.target_flops,
         tracker=spec.tracker,
         machine=machine_line(),
     )
