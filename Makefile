@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # The demo needs only the package itself (no test, DeepSpeed, transformers or tracker extras).
 DEMO_STAMP := $(VENV)/.demo-installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,6 @@ demo: $(DEMO_STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q
-
-test-all: $(STAMP)
-	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
