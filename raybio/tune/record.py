@@ -214,10 +214,12 @@ class SweepRecord:
 
 
 def _read_table(uri: str, stem: str) -> pd.DataFrame:
-    path = storage.join(uri, f"{stem}.parquet")
-    if not storage.exists(path):
-        return pd.DataFrame()
-    return _headline_mask_only(pd.read_parquet(io.BytesIO(storage.read_bytes(path))))
+    """<stem>.parquet, else <stem>.csv (a report folder committed with its CSV only), else empty."""
+    for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+        path = storage.join(uri, stem + suffix)
+        if storage.exists(path):
+            return _headline_mask_only(reader(io.BytesIO(storage.read_bytes(path))))
+    return pd.DataFrame()
 
 
 def _headline_mask_only(df: pd.DataFrame) -> pd.DataFrame:
