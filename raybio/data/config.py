@@ -60,6 +60,10 @@ class DataConfig(Strict):
     pack: bool = Field(True, description="pack records into full windows; False = one record per window, padded")
     mix: dict[str, float] | None = Field(None, description="train modality weights, e.g. {dna: 0.7, protein: 0.3}")
     shuffle_buffer: int = Field(256, ge=0, description="rows in each worker's local shuffle buffer (0 = off)")
+    # raybio/data/loader.py: "memory" reads the splits whole into every worker (batches are slices of one
+    # array, the whole split reshuffled each epoch when shuffle_buffer > 0), "stream" streams them with
+    # Ray Data, "auto" reads whole up to IN_MEMORY_MAX_BYTES (1 GiB) of train tokens and streams beyond.
+    loader: Literal["auto", "memory", "stream"] = "auto"
     s3: S3Config = Field(default_factory=S3Config)
 
     @model_validator(mode="after")

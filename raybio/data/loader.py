@@ -1,15 +1,22 @@
-"""Ray Data datasets over prepared shards, and the per-batch objectives (MLM masking, NTP).
+"""Training data over prepared shards (read whole or streamed by Ray Data), and the per-batch objectives.
 
-Training data flow: `read_split` (streaming parquet read, shard order permuted by the seed,
-optional modality re-weighting) -> Ray Train splits it equally across workers (the
-trainer preserves order, so each worker's stream is deterministic) -> `iter_batches`
-(local shuffle buffer, `TokensCollate`) -> `mlm_mask` / `ntp_targets`.
+A corpus whose train split holds at most IN_MEMORY_MAX_BYTES of tokens is read whole by each
+worker (`LocalData` -> `Windows`, one pyarrow read of its shards): batches are slices of one
+token array, reshuffled every epoch, with no Ray Data tasks or actors per run. A larger one
+streams: `read_split` (parquet read, shard order permuted by the seed, optional modality
+re-weighting) -> Ray Train splits it equally across workers (the trainer preserves order, so
+each worker's stream is deterministic) -> `iter_batches` (local shuffle buffer,
+`TokensCollate`). Either way -> `mlm_mask` / `ntp_targets`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
@@ -23,6 +30,10 @@ BLOCK_BYTES = 32 << 20
 REMOTE_BLOCK_BYTES = 8 << 20
 CHUNK_ROWS = 1024  # rows per hand-over from Ray Data to the training loop (see iter_batches)
 PREFETCH_CHUNKS = 2
+# Train splits up to this many token bytes are read whole into every worker (`data.loader: auto`);
+# larger ones stream through Ray Data. 1 GiB is ~500 M uint16 tokens: a bacterial or small
+# eukaryotic corpus fits, a multi-genome one streams.
+IN_MEMORY_MAX_BYTES = 1 << 30
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -42,13 +53,7 @@ def read_split(
     """
     import ray.data
 
-    paths = [storage.local_path(p) for p in manifest.split_uris(shards_uri, split)]
-    fs = None
-    if storage.is_remote(shards_uri):
-        fs = storage.filesystem(shards_uri, storage.s3_options(s3), whole_files=True)[0]
-        paths = [p.removeprefix("s3://") for p in paths]
-    if split == "train":
-        paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
+    paths, fs = _shard_paths(shards_uri, manifest, split, seed, s3)
     # Training workers may hold every CPU of a small machine, so reads must fit in a CPU
     # share. The DataSourceV2 parquet path adds a file-listing task that always asks for a
     # whole CPU (and then waits forever for one); the V1 path honours `num_cpus` everywhere.
@@ -58,7 +63,7 @@ def read_split(
         ds = ray.data.read_parquet(
             paths,
             filesystem=fs,
-            columns=["tokens", "modality", "source"] if split == "val" else ["tokens", "modality"],
+            columns=_columns(split),
             partitioning=None,
             num_cpus=READ_CPUS,
             override_num_blocks=read_tasks(manifest, split, len(paths)),
@@ -75,14 +80,41 @@ def read_split(
     return ds
 
 
+def _shard_paths(shards_uri: str, manifest: Manifest, split: str, seed: int, s3) -> tuple[list[str], object]:
+    """(paths, pyarrow filesystem or None when local) of a split's shards; train shards permuted by `seed`."""
+    paths = [storage.local_path(p) for p in manifest.split_uris(shards_uri, split)]
+    fs = None
+    if storage.is_remote(shards_uri):
+        fs = storage.filesystem(shards_uri, storage.s3_options(s3), whole_files=True)[0]
+        paths = [p.removeprefix("s3://") for p in paths]
+    if split == "train":
+        paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
+    return paths, fs
+
+
+def _columns(split: str) -> list[str]:
+    return ["tokens", "modality", "source"] if split == "val" else ["tokens", "modality"]
+
+
+def split_bytes(manifest: Manifest, split: str) -> int:
+    """Bytes of a split's token column (its size in memory)."""
+    return manifest.splits[split].tokens * np.dtype(manifest.tokenizer.dtype).itemsize
+
+
+def reads_whole(manifest: Manifest, loader: str = "auto") -> bool:
+    """Whether runs read this corpus whole (`data.loader`: "memory", "stream", or "auto": by the train split's size)."""
+    if loader == "auto":
+        return split_bytes(manifest, "train") <= IN_MEMORY_MAX_BYTES
+    return loader == "memory"
+
+
 def read_tasks(manifest: Manifest, split: str, n_files: int) -> int:
     """Read tasks for a split: about READ_TASK_BYTES of tokens each, at most one per shard.
 
     Each task (and each block it makes) costs scheduling and object-store round trips, which
     dominate when shards are small; fewer, larger reads keep the stream ahead of training.
     """
-    nbytes = manifest.splits[split].tokens * np.dtype(manifest.tokenizer.dtype).itemsize
-    return int(min(n_files, max(1, -(-nbytes // READ_TASK_BYTES))))
+    return int(min(n_files, max(1, -(-split_bytes(manifest, split) // READ_TASK_BYTES))))
 
 
 def read_concurrency() -> int:
@@ -163,6 +195,71 @@ def modality_ids(modality: np.ndarray) -> np.ndarray:
     return out
 
 
+def read_whole(shards_uri: str, manifest: Manifest, split: str, *, mix=None, seed: int = 0, s3=None) -> Windows:
+    """A split read whole with pyarrow: the rows `read_split` would stream, in the same order."""
+    paths, fs = _shard_paths(shards_uri, manifest, split, seed, s3)
+    table = pa.concat_tables([pq.read_table(p, columns=_columns(split), filesystem=fs) for p in paths])
+    if split == "train" and mix:
+        table = ModalityMixer(mix, manifest.splits["train"].modalities, seed)(table)
+    return Windows(table)
+
+
+class Windows:
+    """A split's windows held in memory, iterated by a worker in place of a Ray Data shard.
+
+    Like a shard, `iter_batches(batch_size, batch_format="pyarrow")` yields tables (the
+    Evaluator reads the val split through it); training batches come from the module's
+    `iter_batches`, which slices them from one token array.
+    """
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        rows = arrow_to_numpy(table.combine_chunks())
+        self.tokens_NL = rows["tokens"]
+        self.modality_N = modality_ids(rows["modality"])
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def shard(self, rank: int, world: int) -> Windows:
+        """Rows rank, rank + world, ...: every worker as many (the remainder is dropped, as Ray's equal split does)."""
+        return Windows(self.table.take(np.arange(rank, len(self) // world * world, world)))
+
+    def iter_batches(self, batch_size: int, batch_format: str = "pyarrow") -> Iterator[pa.Table]:
+        if batch_format != "pyarrow":
+            raise ValueError(f"Windows.iter_batches yields pyarrow tables, not {batch_format!r}")
+        for start in range(0, len(self), batch_size):
+            yield self.table.slice(start, batch_size)
+
+    def batches(self, batch_size: int, *, shuffle: bool, seed: int | None, drop_last: bool) -> Iterator[dict]:
+        """`TokensCollate`-style batches; with `shuffle` in an order drawn afresh from `seed` (the whole split)."""
+        n = len(self)
+        order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+        for start in range(0, n - n % batch_size if drop_last else n, batch_size):
+            rows = order[start : start + batch_size]
+            yield {
+                "tokens": torch.from_numpy(self.tokens_NL[rows].astype(np.int64)),
+                "modality": torch.from_numpy(self.modality_N[rows]),
+            }
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """A corpus every worker reads whole (`reads_whole`); small and picklable, sent instead of Ray datasets."""
+
+    shards_uri: str
+    manifest: Manifest
+    mix: dict[str, float] | None = None
+    seed: int = 0
+    s3: object = None
+
+    def shards(self, rank: int = 0, world: int = 1) -> tuple[Windows, Windows]:
+        """This worker's equal share of the train split and the whole val split (every worker evaluates it)."""
+        train = read_whole(self.shards_uri, self.manifest, "train", mix=self.mix, seed=self.seed, s3=self.s3)
+        val = read_whole(self.shards_uri, self.manifest, "val", s3=self.s3)
+        return (train.shard(rank, world) if world > 1 else train), val
+
+
 class TokensCollate(NumpyBatchCollateFn):
     """Collate a Ray Data batch into {"tokens": (B, L) int64, "modality": (B,) int64 index into MODALITIES}."""
 
@@ -175,12 +272,16 @@ class TokensCollate(NumpyBatchCollateFn):
 
 
 def iter_batches(shard, batch_size: int, *, shuffle_buffer: int = 0, seed: int | None = None, drop_last=False):
-    """Collated training batches (`TokensCollate` dicts) from a worker's dataset shard.
+    """Collated training batches (`TokensCollate` dicts) from a worker's dataset shard or `Windows`.
 
-    Ray Data's per-batch cost (formatting, transfer, shuffle bookkeeping) would dominate at
-    small training batches, so rows are fetched in chunks of about CHUNK_ROWS (through a local
+    In memory, a non-zero `shuffle_buffer` shuffles the whole shard (an order drawn from `seed`).
+    From Ray Data, whose per-batch cost (formatting, transfer, shuffle bookkeeping) would dominate
+    at small training batches, rows are fetched in chunks of about CHUNK_ROWS (through a local
     shuffle buffer of at least `shuffle_buffer` rows), collated once, and sliced into batches.
     """
+    if isinstance(shard, Windows):
+        yield from shard.batches(batch_size, shuffle=bool(shuffle_buffer), seed=seed, drop_last=drop_last)
+        return
     chunk = batch_size * max(1, CHUNK_ROWS // batch_size)
     collate = TokensCollate()
     chunks = shard.iter_batches(

@@ -135,10 +135,11 @@ class Trainer:
         return float("nan") if bad.item() else loss.item()
 
     def _report(self, state: TrainState, final: bool, loss: float, aux: float, grad_norm: float) -> None:
+        throughput = self.meter.summary()  # the window's training; evaluation and checkpoints are timed apart
         if self.evaluator.should_evaluate(state.step, final):
             self.evaluator.run(self.engine.model, state.step)
         metrics = self.logger.metrics(
-            state.step, loss, aux, grad_norm, self.engine.lr, throughput=self.meter.summary(),
+            state.step, loss, aux, grad_norm, self.engine.lr, throughput=throughput,
             initial=state.metrics["initial"], router=router_metrics(self.engine.raw_model),
             nonfinite={"nonfinite_steps": state.nonfinite_steps},
             seconds={"eval_time_s": self.evaluator.seconds, "checkpoint_time_s": self.checkpointer.seconds},
@@ -151,22 +152,28 @@ class Trainer:
             self.checkpointer.save(metrics, self.engine, state, rank_state)
         else:
             self.reporter.report(metrics)
+        self.meter.reset()  # the next window starts after this report
 
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train worker entry point. `config` = {"experiment": dict, "manifest": Manifest,
     "tokenizer_json": bytes, "resume_from": optional `ray.train.Checkpoint` to start from while the
-    run has none of its own}."""
+    run has none of its own, "local_data": a `LocalData` when the corpus is read whole, else None
+    (the run's Ray datasets)}."""
     import ray.train
     import ray.train.torch
 
     ctx = ray.train.get_context()
+    if local := config.get("local_data"):
+        train, val = local.shards(ctx.get_world_rank(), ctx.get_world_size())
+    else:
+        train, val = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("val")
     trainer = Trainer(
         ExperimentConfig.model_validate(config["experiment"]),
         config["manifest"],
         config["tokenizer_json"],
-        ray.train.get_dataset_shard("train"),
-        ray.train.get_dataset_shard("val"),
+        train,
+        val,
         RayTrainReporter(fallback=config.get("resume_from")),
         ray.train.torch.get_device(),
         ctx.get_world_rank(),
