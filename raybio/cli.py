@@ -166,7 +166,11 @@ def _report(args: argparse.Namespace) -> None:
     from raybio.analysis.report import build_report
     from raybio.tune.record import SweepRecord
 
-    out = build_report(SweepRecord.load(storage.absolute(args.sweep_dir)))
+    record = SweepRecord.load(storage.absolute(args.sweep_dir))
+    if args.claims_from:  # a record saved before studies stated their claims
+        record.meta.claims = runpy.run_path(str(Path(args.sweeps_dir) / f"{args.claims_from}.py"))["STUDY"].claims
+        record.fits = {}
+    out = build_report(record)
     print(f"report: {out['html']}\nmarkdown: {out['markdown']}")
 
 
@@ -273,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_anatomy)
     p = sub.add_parser("report", help="HTML + Markdown report of a finished sweep (local dir or s3:// URI)")
     p.add_argument("sweep_dir", help="e.g. runs/routing or s3://bucket/raybio/routing")
+    p.add_argument(
+        "--claims-from",
+        metavar="STUDY",
+        help="test the claims of sweeps/STUDY.py (for a sweep saved before studies stated their claims)",
+    )
+    p.add_argument("--sweeps-dir", default="sweeps")
     p.set_defaults(fn=_report)
     return parser
 

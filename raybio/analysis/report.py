@@ -116,6 +116,8 @@ def curves_section(t: ReportTables, figs: dict[str, Figure]) -> Section:
     if "pareto.png" in figs:
         names = ", ".join(t.rows["config"][t.front])
         blocks += [figs["pareto.png"], Text(f"Pareto front (headline loss vs probe throughput, 95 % bars): {names}.")]
+    if not blocks:
+        blocks.append(Text("Nothing to plot: this record holds no training history and the probe did not run."))
     return Section("Loss, throughput and memory", blocks)
 
 

@@ -136,8 +136,15 @@ class SweepRecord:
         # The labels every view of the sweep uses (tables, plots, verdicts, TensorBoard), computed once here.
         self.config_keys = config_axes(self.axes)
         if len(self.results) and "config" not in self.results:
-            self.results.insert(2, "config", [config_label(r, self.axes) for _, r in self.results.iterrows()])
-            self.results.insert(3, "trial_config", [axis_label(r, self.axes) for _, r in self.results.iterrows()])
+            rows = [r for _, r in self.results.iterrows()]
+            labels = pd.DataFrame(
+                {
+                    "config": [config_label(r, self.axes) for r in rows],
+                    "trial_config": [axis_label(r, self.axes) for r in rows],
+                },
+                index=self.results.index,
+            )
+            self.results = pd.concat([self.results.iloc[:, :2], labels, self.results.iloc[:, 2:]], axis=1).copy()
 
     @property
     def axes(self) -> list[str]:
@@ -241,4 +248,3 @@ def _anatomy_with_load(entry: dict) -> dict:
         entry["expert_load"] = [(c / max(c.sum(), 1) * len(c)).tolist() for c in counts]
         entry["divergence"] = any(v == v for v in entry["js_by_layer"].values())  # v == v: not NaN
     return entry
-
