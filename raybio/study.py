@@ -86,6 +86,11 @@ def study_axes(study: Study, args: argparse.Namespace) -> dict[str, list]:
     return axes | extra
 
 
+# SweepSpec fields that are a common flag's value as parsed (raybio.tune.args).
+SPEC_FLAGS = ("name", "storage", "search", "num_samples", "asha", "flop_budget", "seed", "resume", "tracker",
+              "eval_tasks", "eval_seeds", "probe_steps", "probe_rounds")  # fmt: skip
+
+
 def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> None:
     """Parse flags, build the sweep, run it, write the report."""
     args = parse(study, argv, doc or study.question)
@@ -94,27 +99,15 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
         base = base_config(study, args)
         check_extra_axes(base, args)
         spec = SweepSpec(
-            name=args.name,
             question=study.question,
             claims=study.claims,
             axes=study_axes(study, args),
             base=base,
-            storage=args.storage,
-            search=args.search,
-            num_samples=args.num_samples,
             metric=metric,
             mode=mode,
-            asha=args.asha,
-            flop_budget=args.flop_budget,
-            seed=args.seed,
-            resume=args.resume,
-            tracker=args.tracker,
-            eval_tasks=args.eval_tasks,
-            eval_seeds=args.eval_seeds,
             probe=args.probe or ("off" if args.smoke else "after"),
-            probe_steps=args.probe_steps,
-            probe_rounds=args.probe_rounds,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
+            **{flag: getattr(args, flag) for flag in SPEC_FLAGS},
         )
         analyse_sweep(plan_sweep(spec) if args.probe_only else run_sweep(spec))
     except (ConfigError, ValueError) as err:

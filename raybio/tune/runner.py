@@ -245,29 +245,21 @@ def _trial_retries(base: ExperimentConfig) -> int:
     return -1 if t.max_failures == -1 else t.max_failures + 1
 
 
+# SweepMeta fields that are the SweepSpec's own, as run.
+META_FIELDS = ("name", "question", "claims", "axes", "search", "metric", "mode", "asha", "budget", "flop_budget",
+               "probe", "probe_steps", "probe_rounds", "tracker")  # fmt: skip
+
+
 def sweep_meta(spec: SweepSpec, *, wall_time_s: float, fit_wall_time_s: float, concurrency: int) -> SweepMeta:
     return SweepMeta(
-        name=spec.name,
-        question=spec.question,
-        claims=spec.claims,
-        axes=spec.axes,
-        search=spec.search,
+        **{f: getattr(spec, f) for f in META_FIELDS},
         num_samples=spec.num_samples if spec.search == "optuna" else 1,
-        metric=spec.metric,
-        mode=spec.mode,
-        asha=spec.asha,
-        budget=spec.budget,
-        flop_budget=spec.flop_budget,
         base=spec.base.model_dump(),
         command=shlex.join(spec.command),
         ray_version=ray.__version__,
         wall_time_s=wall_time_s,
         fit_wall_time_s=fit_wall_time_s,
         concurrent_trials=concurrency,
-        probe=spec.probe,
-        probe_steps=spec.probe_steps,
-        probe_rounds=spec.probe_rounds,
-        tracker=spec.tracker,
         machine=machine_line(),
     )
 
