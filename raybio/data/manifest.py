@@ -140,45 +140,7 @@ def build_manifest(
     cfg: DataConfig, cid: str, out_uri: str, run_dir: str, files: list, tok, tok_json: bytes, totals: dict
 ) -> Manifest:
     """The manifest of a finished prepare run: shards as written under `run_dir`, counts from the stages."""
-    L = cfg.seq_len
-    splits = {}
-    for split in ("train", "val"):
-        shards = []
-        for rel, _ in storage.list_files(storage.join(out_uri, run_dir, f"split={split}"), cfg.s3):
-            path = f"{run_dir}/split={split}/{rel}"
-            data = storage.read_bytes(storage.join(out_uri, path), cfg.s3)
-            rows = pq.read_metadata(io.BytesIO(data)).num_rows
-            shards.append({"path": path, "rows": rows, "tokens": rows * L, "sha256": hashlib.sha256(data).hexdigest()})
-        rows = sum(s["rows"] for s in shards)
-        if not rows:
-            raise InputError(
-                f"corpus has no {split} windows of {L} tokens; use more data, a shorter data.seq_len "
-                f"or a larger data.val_fraction"
-            )
-        by_mod = {
-            m: {"rows": n, "tokens": n * L}
-            for key, n in sorted(totals.get("windows", {}).items())
-            for s, m in [key.split("/")]
-            if s == split and n
-        }
-        splits[split] = {"shards": shards, "rows": rows, "tokens": rows * L, "modalities": by_mod}
     rejected = totals.get("rejected", {})
-    file_stats = totals.get("files", {})
-    sources = []
-    for i, raw in enumerate(cfg.sources):
-        src = source_config(raw)
-        mine = [dict(uri=f.uri, **file_stats.get(f.uri, {})) for f in files if f.source_index == i]
-        for m in mine:
-            m.pop("source_index", None)
-        sources.append(
-            {
-                "uri": src.uri,
-                "modality": sorted({m["modality"] for m in mine if "modality" in m}),
-                "records": sum(m.get("records", 0) for m in mine),
-                "residues": sum(m.get("residues", 0) for m in mine),
-                "files": mine,
-            }
-        )
     counts = totals.get("train_token_counts")
     return Manifest.model_validate(
         {
@@ -186,13 +148,13 @@ def build_manifest(
             "corpus_id": cid,
             "complete": True,
             "tokenizer": {**tok.spec, "file": TOKENIZER_FILE, "sha256": hashlib.sha256(tok_json).hexdigest()},
-            "seq_len": L,
+            "seq_len": cfg.seq_len,
             "config": cfg.model_dump(exclude={"s3", "shards_dir", "mix", "shuffle_buffer", "mask_prob"}),
-            "sources": sources,
+            "sources": _sources(cfg, files, totals.get("files", {})),
             "rejected": {r: rejected.get("counts", {}).get(r, 0) for r in REASONS},
             "rejected_examples": rejected.get("examples", {}),
             "repairs": {n: rejected.get("notes", {}).get(n, 0) for n in NOTES},
-            "splits": splits,
+            "splits": {split: _split(cfg, out_uri, run_dir, split, totals) for split in ("train", "val")},
             "dropped_tail_tokens": int(totals.get("dropped_tail_tokens", 0)),
             "skipped_mostly_unknown_windows": int(totals.get("skipped_mostly_unknown_windows", 0)),
             # Over content tokens only: MLM never predicts specials (separators, modality tokens).
@@ -200,3 +162,45 @@ def build_manifest(
             "train_token_counts": [] if counts is None else [int(c) for c in counts],
         }
     )
+
+
+def _split(cfg: DataConfig, out_uri: str, run_dir: str, split: str, totals: dict) -> dict:
+    """One split's shards (as written, with checksums) and its windows per modality."""
+    L, shards = cfg.seq_len, []
+    for rel, _ in storage.list_files(storage.join(out_uri, run_dir, f"split={split}"), cfg.s3):
+        path = f"{run_dir}/split={split}/{rel}"
+        data = storage.read_bytes(storage.join(out_uri, path), cfg.s3)
+        rows = pq.read_metadata(io.BytesIO(data)).num_rows
+        shards.append({"path": path, "rows": rows, "tokens": rows * L, "sha256": hashlib.sha256(data).hexdigest()})
+    rows = sum(s["rows"] for s in shards)
+    if not rows:
+        raise InputError(
+            f"corpus has no {split} windows of {L} tokens; use more data, a shorter data.seq_len "
+            f"or a larger data.val_fraction"
+        )
+    by_mod = {
+        m: {"rows": n, "tokens": n * L}
+        for key, n in sorted(totals.get("windows", {}).items())
+        for s, m in [key.split("/")]
+        if s == split and n
+    }
+    return {"shards": shards, "rows": rows, "tokens": rows * L, "modalities": by_mod}
+
+
+def _sources(cfg: DataConfig, files: list, file_stats: dict) -> list[dict]:
+    """Each configured source with its files' checksums and record, residue and modality counts."""
+    sources = []
+    for i, raw in enumerate(cfg.sources):
+        mine = [dict(uri=f.uri, **file_stats.get(f.uri, {})) for f in files if f.source_index == i]
+        for m in mine:
+            m.pop("source_index", None)
+        sources.append(
+            {
+                "uri": source_config(raw).uri,
+                "modality": sorted({m["modality"] for m in mine if "modality" in m}),
+                "records": sum(m.get("records", 0) for m in mine),
+                "residues": sum(m.get("residues", 0) for m in mine),
+                "files": mine,
+            }
+        )
+    return sources

@@ -27,7 +27,14 @@ SMOKE = [
 
 
 def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_search: str = "grid") -> None:
-    """Flags every study accepts (data, storage, resources, budget, search)."""
+    """Flags every study accepts, by group: where, resources, model and budget, search, downstream, answer."""
+    _where_and_resources(parser, default_name)
+    _search(parser.add_argument_group("search"), default_search)
+    _downstream_and_tracking(parser.add_argument_group("downstream evaluation and tracking (docs/evaluation.md)"))
+    _answer(parser.add_argument_group("answer"))
+
+
+def _where_and_resources(parser: argparse.ArgumentParser, default_name: str) -> None:
     g = parser.add_argument_group("where")
     g.add_argument("--data", nargs="+", metavar="URI", help="FASTA sources: paths, s3:// URIs or bundled:ecoli")
     g.add_argument("--storage", default="./runs", help="results root: local dir or s3:// URI (default ./runs)")
@@ -44,7 +51,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
     g.add_argument("--batch-size", type=int, help="sequences per worker per step")
     g.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-3")
     g.add_argument("--smoke", action="store_true", help="tiny corpus and budget: checks the path end to end")
-    g = parser.add_argument_group("search")
+
+
+def _search(g, default_search: str) -> None:
     g.add_argument(
         "--search",
         choices=["grid", "optuna"],
@@ -72,7 +81,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         help="one more swept axis, crossed with the study's: a dotted config path and its values, "
         "e.g. model.d_ffn=512,2048 (values parsed as YAML)",
     )
-    g = parser.add_argument_group("downstream evaluation (docs/evaluation.md)")
+
+
+def _downstream_and_tracking(g) -> None:
     g.add_argument(
         "--eval-tasks",
         nargs="+",
@@ -93,7 +104,8 @@ def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_
         help="continue an interrupted sweep of the same --name; finished trials are kept",
     )
 
-    g = parser.add_argument_group("answer")
+
+def _answer(g) -> None:
     g.add_argument(
         "--probe",
         choices=["after", "off"],
