@@ -10,7 +10,20 @@ import pyarrow as pa
 import pytest
 import torch
 
-from raybio.data.loader import IGNORE, ModalityMixer, TokensCollate, iter_batches, mlm_mask, ntp_targets, read_split
+from raybio.data.loader import (
+    IGNORE,
+    IN_MEMORY_MAX_BYTES,
+    LocalData,
+    ModalityMixer,
+    TokensCollate,
+    iter_batches,
+    mlm_mask,
+    ntp_targets,
+    read_split,
+    read_whole,
+    reads_whole,
+    split_bytes,
+)
 from raybio.data.manifest import Count
 
 
@@ -129,3 +142,49 @@ def test_worker_streams_are_equal_sized_and_deterministic_under_a_seed(multiomic
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     reseeded = _worker_streams(read_split(c.uri, c.manifest, "train", seed=4), 2, seed=4)
     assert not torch.equal(torch.cat(reseeded[0]), torch.cat(first[0]))
+
+
+def _stream(ds, batch_size: int) -> torch.Tensor:
+    ds.context.execution_options.preserve_order = True
+    return torch.cat([b["tokens"] for b in iter_batches(ds, batch_size)])
+
+
+def test_a_split_read_whole_holds_the_rows_the_stream_yields_in_its_order(multiomic_corpus):
+    c = multiomic_corpus
+    mix = {"dna": 0.7, "protein": 0.3}
+    for split, kwargs in (("train", {"mix": mix, "seed": 5}), ("train", {"seed": 6}), ("val", {})):
+        streamed = _stream(read_split(c.uri, c.manifest, split, **kwargs), 16)
+        whole = torch.cat([b["tokens"] for b in iter_batches(read_whole(c.uri, c.manifest, split, **kwargs), 16)])
+        assert torch.equal(whole, streamed), (split, kwargs)
+    val = read_whole(c.uri, c.manifest, "val")
+    assert [t.num_rows for t in val.iter_batches(batch_size=7)][:1] == [7]  # tables, as the Evaluator reads them
+    assert val.table.column_names == ["tokens", "modality", "source"]
+
+
+def test_workers_reading_whole_get_equal_disjoint_shares_reshuffled_each_epoch(multiomic_corpus):
+    c = multiomic_corpus
+    data = LocalData(c.uri, c.manifest, seed=3)
+    (a, val_a), (b, val_b) = data.shards(0, 2), data.shards(1, 2)
+    n = c.manifest.splits["train"].rows
+    assert len(a) == len(b) == n // 2 and len(val_a) == len(val_b) == c.manifest.splits["val"].rows
+    # Together the shares are the split's rows (less an odd last one), each row in one share only.
+    whole = read_whole(c.uri, c.manifest, "train", seed=3).tokens_NL[: n // 2 * 2]
+    assert sorted(map(tuple, np.concatenate([a.tokens_NL, b.tokens_NL]).tolist())) == sorted(map(tuple, whole.tolist()))
+
+    def epoch(seed: int) -> torch.Tensor:
+        return torch.cat([x["tokens"] for x in iter_batches(a, 16, shuffle_buffer=1, seed=seed, drop_last=True)])
+
+    assert len(epoch(0)) == len(a) // 16 * 16  # full batches only
+    assert torch.equal(epoch(0), epoch(0)) and not torch.equal(epoch(0), epoch(1))
+    unshuffled = torch.cat([x["tokens"] for x in iter_batches(a, 16)])
+    assert torch.equal(unshuffled, torch.from_numpy(a.tokens_NL.astype(np.int64)))  # shuffle_buffer 0: read order
+
+
+def test_a_corpus_is_read_whole_up_to_the_threshold_unless_the_config_says(multiomic_corpus):
+    m = multiomic_corpus.manifest
+    assert split_bytes(m, "train") == m.splits["train"].tokens * np.dtype(m.tokenizer.dtype).itemsize
+    assert split_bytes(m, "train") <= IN_MEMORY_MAX_BYTES and reads_whole(m)
+    assert reads_whole(m, "memory") and not reads_whole(m, "stream")
+    big = m.model_copy(update={"splits": {**m.splits, "train": m.splits["train"].model_copy(
+        update={"tokens": IN_MEMORY_MAX_BYTES // np.dtype(m.tokenizer.dtype).itemsize + 1})}})  # fmt: skip
+    assert not reads_whole(big) and reads_whole(big, "memory")
