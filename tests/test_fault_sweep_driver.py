@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from raybio.train.local import REGISTRY
+
 pytestmark = pytest.mark.integration  # starts Ray in subprocesses
 
 SHORT, LONG = 10, 60
@@ -49,8 +51,10 @@ def _interruptible(sweep: Path) -> bool:
     running = [t for t, s in states.items() if s != "TERMINATED"]
     if len(states) != 2 or len(running) != 1:
         return False
-    snapshot = sweep / "train_runs" / f"trial_{running[0]}" / "checkpoint_manager_snapshot.json"
-    return snapshot.exists() and "checkpoint_step" in snapshot.read_text()
+    run = sweep / "train_runs" / f"trial_{running[0]}"
+    # Ray Train's checkpoint list, or raybio's where the trial trains in its own process (one CPU worker).
+    registries = [run / "checkpoint_manager_snapshot.json", run / REGISTRY]
+    return any(f.exists() and "checkpoint_step" in f.read_text() for f in registries)
 
 
 def _last_result(sweep: Path, trial_id: str) -> dict:

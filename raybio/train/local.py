@@ -12,6 +12,7 @@ kept), so starting the same run again resumes from its newest complete checkpoin
 from __future__ import annotations
 
 import contextlib
+import gc
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,20 @@ from raybio.train.loop import Trainer
 from raybio.train.trainer import local_data
 
 REGISTRY = "checkpoints.json"  # the run's complete checkpoints, oldest first
+PEAK_RSS_RESET = Path("/proc/self/clear_refs")  # Linux: writing "5" restarts the process's peak-RSS mark
+
+
+def can_reset_peak_memory() -> bool:
+    """Whether a process that trains one run after another can report each run's own peak RSS (Linux)."""
+    return PEAK_RSS_RESET.exists()
+
+
+def reset_peak_memory() -> None:
+    """Restart this process's peak-RSS mark (what `peak_memory_bytes` reads on CPU) after freeing what an
+    earlier run in the process left, so a reused trial process reports its own run's peak."""
+    gc.collect()
+    if can_reset_peak_memory():
+        PEAK_RSS_RESET.write_text("5")
 
 
 def trains_in_process(exp: ExperimentConfig) -> bool:
@@ -101,6 +116,7 @@ def train_in_process(
         last.update(metrics)
         sink(metrics)
 
+    reset_peak_memory()
     run = StoredRun(storage.join(storage_path, name), exp.train.num_to_keep, keep, exp.data.s3)
     if data := local_data(exp, shards_uri, manifest):
         train, val = data.shards()

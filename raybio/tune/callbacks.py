@@ -105,25 +105,35 @@ class TensorBoardCallback(Callback):
             writer.close()
 
 
-# Tune's console table shows the first four numeric metrics of a report: these, in this order.
+# Tune's trial table (printed once, at the end of a sweep) shows the first four numeric metrics of a
+# report: these, in this order.
 CONSOLE_METRICS = ("step", "loss", "val_loss", "tokens_per_s")
 
 
+def console_first(metrics: dict) -> dict:
+    """`metrics` with CONSOLE_METRICS first, so Tune's trial table shows them."""
+    return {**{k: metrics[k] for k in CONSOLE_METRICS if k in metrics}, **metrics}
+
+
 class OrderedTuneReportCallback(TuneReportCallback):
-    """Ray Train -> Tune reports with CONSOLE_METRICS first, so Tune's status table shows them."""
+    """Ray Train -> Tune reports with CONSOLE_METRICS first (`console_first`)."""
 
     def after_report(self, run_context, metrics, checkpoint):
-        first = {k: metrics[0][k] for k in CONSOLE_METRICS if k in metrics[0]}
-        super().after_report(run_context, [{**first, **metrics[0]}, *metrics[1:]], checkpoint)
+        super().after_report(run_context, [console_first(metrics[0]), *metrics[1:]], checkpoint)
 
 
 class ProgressLineCallback(Callback):
-    """`progress_line` per trial at each validation and at its end, labelled with the trial's axis values."""
+    """One line per trial when it starts, at each validation and at its end, labelled with its axis values."""
 
     def __init__(self, axes: list[str], max_steps: int | None):
         self.axes, self.max_steps = axes, max_steps
 
+    def _who(self, trial) -> str:
+        return f"trial {trial.trial_id} ({axis_label((trial.config or {}).get('params', {}), self.axes)})"
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        print(f"[raybio] {self._who(trial)}: started", flush=True)
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        who = f"trial {trial.trial_id} ({axis_label((trial.config or {}).get('params', {}), self.axes)})"
-        if line := progress_line(result, self.max_steps, who):
+        if line := progress_line(result, self.max_steps, self._who(trial)):
             print(line, flush=True)

@@ -19,9 +19,9 @@ from raybio.config import ExperimentConfig, validate
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
 from raybio.models.flops import flops_per_token
-from raybio.train.local import train_in_process, trains_in_process
+from raybio.train.local import can_reset_peak_memory, train_in_process, trains_in_process
 from raybio.train.trainer import build_trainer
-from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback
+from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback, console_first
 from raybio.tune.export import history_table, results_table
 from raybio.tune.record import Claim, SweepMeta, SweepRecord
 from raybio.tune.space import trial_experiment
@@ -107,7 +107,7 @@ def run_trial(
         exp.train.eval_every = 0
     name = f"trial_{tune.get_context().get_trial_id()}"
     if trains_in_process(exp):
-        result = train_in_process(exp, shards_uri, manifest, train_storage, name, sink=tune.report)
+        result = train_in_process(exp, shards_uri, manifest, train_storage, name, _report_to_tune)
     else:
         trainer = build_trainer(exp, shards_uri, manifest, train_storage, name, callbacks=[OrderedTuneReportCallback()])
         result = trainer.fit()
@@ -115,6 +115,10 @@ def run_trial(
         from raybio.evaluate.runner import evaluate_train_result
 
         tune.report(evaluate_train_result(result, eval_tasks, eval_seeds))
+
+
+def _report_to_tune(metrics: dict) -> None:
+    tune.report(console_first(metrics))
 
 
 def _search(spec: SweepSpec):
@@ -210,13 +214,19 @@ def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tu
             scheduler=scheduler,
             num_samples=num_samples,
             max_concurrent_trials=concurrency,
+            # A finished trial's process (torch and raybio imported, resources held) runs the next trial. Only
+            # where each trial still measures its own peak memory (raybio.train.local.reset_peak_memory).
+            reuse_actors=trains_in_process(spec.base) and can_reset_peak_memory(),
         ),
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=tune_path,
             storage_filesystem=tune_fs,
             callbacks=callbacks,
-            verbose=1,
+            # Tune's console: its configuration table and errors (each failed trial with its error file). Above
+            # that Tune prints a status table every 30 s and every metric of each finished trial; raybio prints
+            # one line per trial start, validation and end instead (ProgressLineCallback).
+            verbose=0,
             # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
             # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.
             failure_config=tune.FailureConfig(max_failures=_trial_retries(spec.base)),
