@@ -59,10 +59,11 @@ def judge(
 
     `log_scale`: the values are logs of a positive scale parameter (ratio rule); else an exponent (width rule)."""
     tol = BOUND_TOLERANCE * (bounds[1] - bounds[0])
+    shown = np.exp(bounds) if log_scale else bounds
     if min(point, low) <= bounds[0] + tol:
-        return False, f"{name}: its interval reaches the lower bound {bounds[0]:.3g}"
+        return False, f"{name}: its interval reaches the lower bound {shown[0]:.3g}"
     if max(point, high) >= bounds[1] - tol:
-        return False, f"{name}: its interval reaches the upper bound {bounds[1]:.3g}"
+        return False, f"{name}: its interval reaches the upper bound {shown[1]:.3g}"
     if log_scale and np.exp(high - low) > MAX_SCALE_RATIO:
         return False, f"{name}: its interval spans {np.exp(high - low):.3g}× (> {MAX_SCALE_RATIO:g}×)"
     if not log_scale and high - low > MAX_EXPONENT_WIDTH:

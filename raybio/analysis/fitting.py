@@ -162,6 +162,9 @@ def fit_law(
     loss = np.asarray(loss, float)
     if np.any(~np.isfinite(loss)) or np.any(loss <= 0):
         raise ValueError(f"{law.name}: losses must be finite and positive; drop diverged runs first")
+    sizes = {f: np.size(features[f]) for f in law.features if f in features}
+    if any(v != len(loss) for v in sizes.values()):
+        raise ValueError(f"{law.name}: {len(loss)} losses but feature lengths {sizes}; pass one value per run")
     x0 = {f: float(np.exp(np.log(np.asarray(features[f], float)).mean())) for f in law.features}
     m_KNP = law.design(centred_logs(law, features, x0))
     lo, hi = bounds_for(law, loss)

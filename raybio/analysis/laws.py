@@ -129,6 +129,8 @@ def chinchilla_form(law: Law, params: dict[str, np.ndarray], fixed: dict[str, fl
         on = {f: s for s, f in term.powers}
         for f, s in on.items():
             if f not in ("N", "D"):
+                if f not in fixed:
+                    raise ValueError(f"{law.name}: pass {f}=… to fix the design whose optimum is wanted")
                 value = value * float(fixed[f]) ** -params[s]
         if "N" in on and "D" in on:
             raise ValueError(f"{law.name}: a term in both N and D has no closed-form optimum")
