@@ -156,7 +156,8 @@ def setup_section(result: Evaluation, cfg: EvalConfig, seeds: int, protocols, wa
         f"CIs: hierarchical bootstrap ({cfg.bootstrap} resamples) over seeds and test examples; comparisons: paired "
         "bootstrap of the accuracy difference and exact McNemar per seed (median p), Holm-adjusted over all "
         "comparisons; verdicts say 'helps' / 'beats' only when the adjusted p < 0.05 and the interval excludes 0",
-        f"{len(result.runs)} rows ({result.reused} reused from an earlier run's journal); {wall}",
+        f"{len(result.runs)} rows ({result.reused} reused from an earlier run's journal), "
+        f"{result.runs['seconds'].sum():,.0f} s of run time summed over rows (one CPU each); this invocation: {wall}",
     ]
     return Section("How this was run", [Bullets(items), Text(GB_CAVEAT, callout=True)])
 

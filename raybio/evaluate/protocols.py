@@ -46,7 +46,7 @@ class EvalConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     max_train: int | None = Field(None, ge=2, description="downsample train rows (stratified) to this many")
-    bootstrap: int = Field(1000, ge=50, description="hierarchical bootstrap resamples")
+    bootstrap: int = Field(2000, ge=50, description="hierarchical bootstrap resamples")
     allow_seen: bool = Field(False, description="run tasks that overlap a checkpoint's pretraining sources")
 
 

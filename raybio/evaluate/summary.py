@@ -125,12 +125,17 @@ def label(model: str, protocol: str) -> str:
     return model if protocol == "baseline" else f"{model} {protocol}"
 
 
-def verdict(row: pd.Series, n_resamples: int) -> str:
-    """The comparison in words, from the Holm-adjusted p-value and the difference's interval."""
+def verdict(row: pd.Series, n_resamples: int, n_comparisons: int) -> str:
+    """The comparison in words, from the Holm-adjusted p-value and the difference's interval.
+
+    A bootstrap p of 0 means "below the resolution 2 / resamples"; Holm multiplies it by at most
+    the number of comparisons, so that product is the bound shown.
+    """
     p = row["p_holm"]
-    p_text = f"p < {2 / n_resamples:.3f}" if row["p_bootstrap"] == 0 else f"p = {p:.3g}"
+    bound = min(1.0, 2 / n_resamples * n_comparisons)
+    p_text = f"Holm p < {bound:.2g}" if row["p_bootstrap"] == 0 else f"Holm p = {p:.2g}"
     delta = f"Δ accuracy {row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], {p_text}"
-    significant = p < 0.05 and (row["ci_low"] > 0 or row["ci_high"] < 0)
+    significant = (bound if row["p_bootstrap"] == 0 else p) < 0.05 and (row["ci_low"] > 0 or row["ci_high"] < 0)
     if row["b"].startswith("untrained"):
         if not significant:
             return f"no detectable benefit of pretraining ({delta})"
@@ -183,5 +188,5 @@ def summarize(
     comp = pd.DataFrame(comparisons)
     if len(comp):
         comp["p_holm"] = multipletests(comp["p_bootstrap"], method="holm")[1]
-        comp["verdict"] = [verdict(r, n_resamples) for _, r in comp.iterrows()]
+        comp["verdict"] = [verdict(r, n_resamples, len(comp)) for _, r in comp.iterrows()]
     return Summary(pd.DataFrame(scores), comp, pd.DataFrame(per_class), pd.DataFrame(confusion))
