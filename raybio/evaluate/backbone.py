@@ -25,7 +25,7 @@ def load(path: str | Path) -> tuple[BioLM, object]:
 
 
 def fresh_copy(model: BioLM, seed: int) -> BioLM:
-    """The same architecture, randomly initialised (the from-scratch baseline).
+    """The same architecture, randomly initialised (the untrained backbone every pretrained run is paired with).
 
     Offset from the training seeds so a checkpoint that was never trained (or trained from
     seed 0) does not get its own initial weights back.

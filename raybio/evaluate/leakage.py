@@ -22,6 +22,7 @@ class Leakage:
     n_test: int
     k: int
     threshold: float
+    near_rows: np.ndarray  # bool per test row: the near duplicates (scored apart)
 
 
 def max_jaccard(train: list[str], test: list[str], k: int, chunk: int = 512) -> np.ndarray:
@@ -44,5 +45,5 @@ def leakage(train: list[str], test: list[str], k: int = 6, threshold: float = NE
     """Exact and near-duplicate counts of test sequences against train."""
     seen = set(train)
     exact = sum(s in seen for s in test)
-    near = int((max_jaccard(train, test, k) >= threshold).sum())
-    return Leakage(exact=exact, near=near, n_test=len(test), k=k, threshold=threshold)
+    rows = max_jaccard(train, test, k) >= threshold
+    return Leakage(exact=exact, near=int(rows.sum()), n_test=len(test), k=k, threshold=threshold, near_rows=rows)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import pandas as pd
 from raybio.data import storage
 from raybio.data.validate import InputError
 from raybio.evaluate.journal import Journal
-from raybio.evaluate.leakage import NEAR_K, NEAR_THRESHOLD, max_jaccard
+from raybio.evaluate.leakage import NEAR_K, leakage
 from raybio.evaluate.metrics import CLASSIFICATION, RETRIEVAL
 from raybio.evaluate.protocols import EvalConfig
 from raybio.evaluate.seen import Corpus, KmerIndex, checkpoint_corpus, overlap
@@ -104,17 +104,15 @@ def _overlap(checkpoints, tasks: dict[str, Task], corpora: dict[str, Corpus], cf
 
 
 def _leakage(tasks: dict[str, Task]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Exact / near-duplicate counts per classification task, and each task's near-duplicate test rows."""
     rows, near = [], {}
     for name, task in tasks.items():
         if not isinstance(task, ClassificationTask):
             continue
-        k = NEAR_K[task.modality]
-        near[name] = max_jaccard(task.train.sequences, task.test.sequences, k) >= NEAR_THRESHOLD
-        exact = int(np.isin(task.test.sequences, task.train.sequences).sum())
-        rows.append(
-            {"task": task.name, "exact": exact, "near": int(near[name].sum()), "n_test": len(task.test), "k": k}
-            | {"threshold": NEAR_THRESHOLD, "note": task.note}
-        )
+        leak = leakage(task.train.sequences, task.test.sequences, k=NEAR_K[task.modality])
+        near[name] = leak.near_rows
+        counts = {k: v for k, v in asdict(leak).items() if k != "near_rows"}
+        rows.append({"task": task.name, **counts, "note": task.note})
     return pd.DataFrame(rows), near
 
 
