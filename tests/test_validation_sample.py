@@ -83,3 +83,21 @@ def test_a_model_that_predicts_unigram_frequencies_learns_zero_nats_beyond_them(
     out = ev.run(_Model(unigram_log_probs(_Manifest, "mlm")), step=0)
     assert out["val_loss"] == pytest.approx(out["val_unigram_loss"], abs=1e-5)
     assert 0 < out["val_loss_se"] < 0.1
+
+
+def test_the_paired_eval_se_of_a_difference_is_far_below_either_losss_own_se():
+    import pandas as pd
+
+    from raybio.analysis.answer import paired_eval_se
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(60, 80, 300).astype(float)
+    hardness = rng.normal(4.0, 0.4, 300)  # windows differ a lot; both models see the same windows
+    base = [(hardness + rng.normal(0, 0.02, 300)) * counts for _ in range(5)]
+    treat = [(hardness - 0.01 + rng.normal(0, 0.02, 300)) * counts for _ in range(5)]
+    frame = lambda arms: pd.DataFrame({"val_window_loss": arms, "val_window_tokens": [counts] * 5})  # noqa: E731
+    se = paired_eval_se(frame(treat), frame(base))
+    assert se < cluster_se(base[0], counts) / 5  # pairing removes the windows' own spread
+    diffs = np.mean([t - b for t, b in zip(treat, base, strict=True)], axis=0)
+    boot = [diffs[i].sum() / counts[i].sum() for i in (rng.integers(0, 300, 300) for _ in range(2000))]
+    assert se == pytest.approx(np.std(boot), rel=0.15)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from raybio.analysis.verdict import paired_verdict
+from raybio.train.evaluation import cluster_se
 from raybio.tune.record import SEED_AXIS, Claim, Requirement, SweepRecord
 
 
@@ -47,30 +48,41 @@ def compare(record: SweepRecord, claim: Claim) -> list[dict]:
         is_baseline = all(params[a] == v for a, v in claim.baseline.items())
         if is_baseline or any(params.get(a) != v for a, v in claim.treatment.items()):
             continue
-        partner = {**params, **claim.baseline}
-        (t, t_label), (b, b_label) = _by_seed(values, params), _by_seed(values, partner)
-        seeds = t.index.intersection(b.index)
+        treatment, baseline = _by_seed(values, params), _by_seed(values, {**params, **claim.baseline})
+        seeds = treatment.index.intersection(baseline.index)
         if not len(seeds):
             continue
-        verdict = paired_verdict(t[seeds].to_numpy(), b[seeds].to_numpy(), claim.expected, not_tested=not_tested)
+        t, b = treatment.loc[seeds, "_metric"].to_numpy(float), baseline.loc[seeds, "_metric"].to_numpy(float)
+        verdict = paired_verdict(t, b, claim.expected, not_tested=not_tested)
+        paired = claim.metric == "val_loss"  # windowed losses exist for the validation loss only
         out.append(
             {
-                "treatment": t_label,
-                "baseline": b_label,
-                "treatment_mean": float(t[seeds].mean()),
-                "baseline_mean": float(b[seeds].mean()),
+                "treatment": treatment["config"].iloc[0],
+                "baseline": baseline["config"].iloc[0],
+                "treatment_mean": float(t.mean()),
+                "baseline_mean": float(b.mean()),
+                "eval_se": paired_eval_se(treatment.loc[seeds], baseline.loc[seeds]) if paired else None,
                 **verdict.as_dict(),
             }
         )
     return out
 
 
-def _by_seed(values: pd.DataFrame, params: dict) -> tuple[pd.Series, str]:
-    """The claim metric of one config's trials, indexed by training seed (0 without a seed axis), and its label."""
+def _by_seed(values: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """One config's trials (with the claim metric as `_metric`) indexed by training seed (0 without a seed axis)."""
     rows = values[np.logical_and.reduce([values[a] == v for a, v in params.items()])]
-    seeds = rows[SEED_AXIS] if SEED_AXIS in rows else pd.Series(0, index=rows.index)
-    label = rows["config"].iloc[0] if len(rows) else ""
-    return pd.Series(rows["_metric"].to_numpy(), index=seeds.to_numpy()).dropna(), label
+    rows = rows.set_index(rows[SEED_AXIS].to_numpy() if SEED_AXIS in rows else np.zeros(len(rows), int))
+    return rows[rows["_metric"].notna()]
+
+
+def paired_eval_se(treatment: pd.DataFrame, baseline: pd.DataFrame) -> float | None:
+    """Standard error the validation sample alone puts on the mean treatment − baseline difference: both arms
+    scored the same positions, so windows are clusters of paired differences (averaged over the seeds)."""
+    if "val_window_loss" not in treatment or treatment["val_window_loss"].isna().any():
+        return None
+    diff = np.mean([np.asarray(t) - np.asarray(b) for t, b in zip(treatment["val_window_loss"],
+                    baseline["val_window_loss"], strict=True)], axis=0)  # fmt: skip
+    return cluster_se(diff, np.asarray(treatment["val_window_tokens"].iloc[0], float))
 
 
 def unmet(req: Requirement, base: dict) -> str | None:

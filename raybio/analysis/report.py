@@ -79,7 +79,9 @@ def answer_section(t: ReportTables) -> Section:
         "Verdict rule: treatment − baseline paired by training seed; **reproduced** needs the paper's direction, "
         "a two-sided paired t-test p < 0.05 and ≥ 5 seeds; otherwise 'same direction, not significant', 'too few "
         "seeds', 'opposite', or 'not tested' where the regime (context, scale, objective) differs from the paper's. "
-        "Seed SDs: the difference over the arms' pooled seed-to-seed standard deviation."
+        "Seed SDs: the difference over the arms' pooled seed-to-seed standard deviation. Eval SE of it: what the "
+        "validation sample alone puts on the difference (both arms score the same positions; it should be at most a "
+        "third of the difference for the sample to resolve it)."
     ))  # fmt: skip
     blocks.append(Text(t.throughput))
     return Section("Answer", blocks)

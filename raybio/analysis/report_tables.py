@@ -177,6 +177,7 @@ def claim_table(claim: dict) -> pd.DataFrame:
                 "treatment mean": f"{c['treatment_mean']:.4f}",
                 "baseline mean": f"{c['baseline_mean']:.4f}",
                 f"difference ({unit or 'units'}) [95 % CI]": f"{c['mean_diff']:+.4f}{interval}",
+                "eval SE of it": _num(c.get("eval_se"), ".4f"),
                 "p (paired t)": fmt_p(c["p_t"]),
                 "p (Wilcoxon)": fmt_p(c["p_wilcoxon"]),
                 "seed SDs": _num(abs(c["effect_sd"]), ".1f"),

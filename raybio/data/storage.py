@@ -184,7 +184,7 @@ def write_table(df, uri: str, stem: str, s3=None) -> None:
     """<stem>.csv and <stem>.parquet (a pandas DataFrame) under `uri`, each written atomically."""
     write_bytes_atomic(join(uri, f"{stem}.csv"), df.to_csv(index=False).encode(), s3)
     # Parquet wants one type per column: a field that is "auto" in one row and a bool in another becomes text.
-    mixed = [c for c in df.select_dtypes("object") if df[c].dropna().map(type).nunique() > 1]
+    mixed = [c for c in df if df[c].dtype == object and df[c].dropna().map(type).nunique() > 1]
     buf = io.BytesIO()
     df.astype(dict.fromkeys(mixed, str)).to_parquet(buf, index=False)
     write_bytes_atomic(join(uri, f"{stem}.parquet"), buf.getvalue(), s3)

@@ -114,31 +114,40 @@ class Evaluator:
 
     @torch.no_grad()
     def run(self, model: torch.nn.Module, step: int) -> dict[str, float]:
+        """The sample's losses. At step 0 (the untrained reference) one mask draw and no corrupted loss: the
+        reference needs no precision, and evaluation time is training time not spent."""
         t0 = time.perf_counter()
         if self.sample is None:
             self.sample = self._read_sample()
         model.eval()
-        n = self.sample["n"]
-        result = {}
-        for name, draws in self.sample["variants"].items():
-            if not draws:
-                continue
-            sums, counts, uni = (np.zeros(n) for _ in range(3))
-            for inputs, labels in draws:
-                s, c, u = self._score(model, inputs, labels)
-                sums, counts, uni = sums + s, counts + c, uni + u
-            loss = sums.sum() / max(counts.sum(), 1)
-            if name == "corrupted":
-                result["val_loss_corrupted"] = loss
-                continue
-            result |= {"val_loss": loss, "val_loss_se": cluster_se(sums, counts)}
-            result["val_unigram_loss"] = uni.sum() / max(counts.sum(), 1)
-            for tag, rows in self.sample["tags"].items():
-                result[f"val_loss/{tag}"] = sums[rows].sum() / max(counts[rows].sum(), 1)
+        variants = self.sample["variants"]
+        sums, counts, uni = self._score_draws(model, variants["mask_only"][: 1 if step == 0 else None])
+        result = {
+            "val_loss": sums.sum() / max(counts.sum(), 1),
+            "val_loss_se": cluster_se(sums, counts),
+            "val_unigram_loss": uni.sum() / max(counts.sum(), 1),
+            # Per window, for paired comparisons: every trial of a corpus scores these same positions.
+            "val_window_loss": sums.round(4).tolist(),
+            "val_window_tokens": counts.tolist(),
+        }
+        for tag, rows in self.sample["tags"].items():
+            result[f"val_loss/{tag}"] = sums[rows].sum() / max(counts[rows].sum(), 1)
+        if variants["corrupted"] and step > 0:
+            c_sums, c_counts, _ = self._score_draws(model, variants["corrupted"])
+            result["val_loss_corrupted"] = c_sums.sum() / max(c_counts.sum(), 1)
         model.train()
         self.latest = {**result, "val_step": step}
         self.seconds += time.perf_counter() - t0
         return result
+
+    def _score_draws(self, model, draws: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-window loss sums, scored-token counts and unigram-loss sums over the mask draws."""
+        n = self.sample["n"]
+        sums, counts, uni = np.zeros(n), np.zeros(n), np.zeros(n)
+        for inputs, labels in draws:
+            s, c, u = self._score(model, inputs, labels)
+            sums, counts, uni = sums + s, counts + c, uni + u
+        return sums, counts, uni
 
     def _score(self, model, inputs_NL: torch.Tensor, labels_NL: torch.Tensor):
         """Per-window sums of token losses, scored-token counts and unigram losses, over all ranks."""

@@ -60,6 +60,8 @@ def results_table(result_grid, base: ExperimentConfig) -> pd.DataFrame:
         row.update(params)
         row.update({m: metrics.get(m, float("nan")) for m in METRICS})
         row.update({k: v for k, v in metrics.items() if k.startswith(("router/", "downstream/", "val_loss/"))})
+        # The final evaluation per window (lists): paired comparisons of trials on the same positions.
+        row.update({k: metrics[k] for k in ("val_window_loss", "val_window_tokens") if k in metrics})
         row["checkpoint_path"] = metrics.get("checkpoint_path", "")
         row["error"] = str(result.error).splitlines()[0] if result.error else ""
         exp = trial_experiment(base, params)
