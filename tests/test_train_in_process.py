@@ -95,7 +95,7 @@ def test_restarted_in_process_run_resumes_from_its_newest_checkpoint(both_paths,
 
     with pytest.raises(RuntimeError, match="died"):
         _one_thread(lambda: train_in_process(exp, uri, manifest, str(tmp_path), "run", dies_after_the_first_checkpoint))
-    assert json.loads((tmp_path / "run" / REGISTRY).read_text()) == {"checkpoints": ["checkpoint_step00000010"]}
+    assert _registered(tmp_path / "run") == ["checkpoint_step00000010"]
 
     resumed: list[dict] = []
     _one_thread(lambda: train_in_process(exp, uri, manifest, str(tmp_path), "run", resumed.append))
@@ -104,8 +104,17 @@ def test_restarted_in_process_run_resumes_from_its_newest_checkpoint(both_paths,
         for key in ("loss", "val_loss", "tokens_seen", "init_val_loss"):
             assert mine[key] == pytest.approx(full[key], rel=1e-5), (mine["step"], key)
     # num_to_keep = 1: the older checkpoint is unregistered and deleted once the newer one is whole.
-    assert json.loads((tmp_path / "run" / REGISTRY).read_text()) == {"checkpoints": ["checkpoint_step00000020"]}
+    assert _registered(tmp_path / "run") == ["checkpoint_step00000020"]
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_step*")) == ["checkpoint_step00000020"]
+    # Started once more with nothing left to train, it reports nothing and returns what it finished with.
+    again: list[dict] = []
+    result = _one_thread(lambda: train_in_process(exp, uri, manifest, str(tmp_path), "run", again.append))
+    assert again == [] and result.checkpoint.path == str(tmp_path / "run" / "checkpoint_step00000020")
+    assert result.metrics["step"] == 20 and result.metrics["loss"] == pytest.approx(resumed[-1]["loss"])
+
+
+def _registered(run: Path) -> list[str]:
+    return [c["name"] for c in json.loads((run / REGISTRY).read_text())["checkpoints"]]
 
 
 @pytest.mark.parametrize(

@@ -53,38 +53,45 @@ def trains_in_process(exp: ExperimentConfig) -> bool:
 
 class StoredRun:
     """The `Reporter` of an in-process run: persists checkpoints under `run_uri` and hands every report
-    (with `checkpoint_path`, as Ray's Tune callback adds it, when it carried a checkpoint) to `sink`."""
+    (with `checkpoint_path`, as Ray's Tune callback adds it, when it carried a checkpoint) to `sink`.
+
+    The registry lists each kept checkpoint with the report it was saved with, as Ray Train's checkpoint
+    manager does, so a restarted run that has nothing left to train still returns its result.
+    """
 
     def __init__(self, run_uri: str, num_to_keep: int, sink: Callable[[dict], None], s3=None):
         self.run_uri, self.num_to_keep, self.sink, self.s3 = run_uri, num_to_keep, sink, s3
 
-    def checkpoints(self) -> list[str]:
-        """Names of the run's registered checkpoints, oldest first."""
+    def checkpoints(self) -> list[dict]:
+        """The run's registered checkpoints, oldest first: {"name": ..., "metrics": the report saved with it}."""
         return (storage.read_json(storage.join(self.run_uri, REGISTRY), self.s3) or {}).get("checkpoints", [])
 
     def report(self, metrics: dict, checkpoint_dir: Path | None = None, name: str | None = None) -> None:
         if checkpoint_dir is not None:
-            metrics = {**metrics, "checkpoint_path": self._persist(checkpoint_dir, name)}
+            metrics = {**metrics, "checkpoint_path": self._persist(checkpoint_dir, name, metrics)}
         self.sink(metrics)
 
-    def _persist(self, directory: Path, name: str) -> str:
+    def _persist(self, directory: Path, name: str, metrics: dict) -> str:
         """Upload, then register (the registry never names a partial upload), then drop the oldest."""
         fs, path = storage.filesystem(storage.join(self.run_uri, name), self.s3)
         fs.create_dir(path, recursive=True)
         pafs.copy_files(str(directory), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-        names = [n for n in self.checkpoints() if n != name] + [name]
-        storage.write_json(storage.join(self.run_uri, REGISTRY), {"checkpoints": names[-self.num_to_keep :]}, self.s3)
-        for old in names[: -self.num_to_keep]:
-            storage.delete_dir(storage.join(self.run_uri, old), self.s3)
+        entries = [c for c in self.checkpoints() if c["name"] != name]
+        plain = {k: v.item() if hasattr(v, "item") else v for k, v in metrics.items()}  # numpy scalars -> JSON
+        entries.append({"name": name, "metrics": {**plain, "checkpoint_path": path}})
+        kept = entries[-self.num_to_keep :]
+        storage.write_json(storage.join(self.run_uri, REGISTRY), {"checkpoints": kept}, self.s3)
+        for old in entries[: -self.num_to_keep]:
+            storage.delete_dir(storage.join(self.run_uri, old["name"]), self.s3)
         return path  # what Ray reports: an absolute path, or bucket/key without the scheme
 
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[Path | None]:
-        names = self.checkpoints()
-        if not names:
+        entries = self.checkpoints()
+        if not entries:
             yield None
             return
-        uri = storage.join(self.run_uri, names[-1])
+        uri = storage.join(self.run_uri, entries[-1]["name"])
         if not storage.is_remote(uri):
             yield Path(storage.local_path(uri))
             return
@@ -93,10 +100,24 @@ class StoredRun:
             pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
             yield Path(tmp)
 
+    def result(self, last_report: dict | None) -> LocalResult:
+        """What `TorchTrainer.fit` returns: the last report (the newest checkpoint's when this attempt
+        reported nothing) and the newest checkpoint."""
+        import ray.train
+
+        entries = self.checkpoints()
+        if not entries:
+            return LocalResult(last_report or {}, None)
+        newest = entries[-1]
+        fs = storage.filesystem(self.run_uri, self.s3)[0]
+        return LocalResult(
+            last_report or newest["metrics"], ray.train.Checkpoint(newest["metrics"]["checkpoint_path"], filesystem=fs)
+        )
+
 
 @dataclass
 class LocalResult:
-    """What `TorchTrainer.fit` would return that callers read: the last report and the final checkpoint."""
+    """What callers read of `TorchTrainer.fit`'s result: the last report and the newest checkpoint."""
 
     metrics: dict
     checkpoint: object  # a ray.train.Checkpoint, or None
@@ -107,13 +128,10 @@ def train_in_process(
 ) -> LocalResult:
     """Train `exp` (one CPU worker) in this process as run `name` under `storage_path`, resuming from the
     run's newest checkpoint if it has one; `sink` receives every report."""
-    import ray.train
-
-    last: dict = {}
+    reports: list[dict] = []
 
     def keep(metrics: dict) -> None:
-        last.clear()
-        last.update(metrics)
+        reports[:] = [metrics]
         sink(metrics)
 
     reset_peak_memory()
@@ -126,8 +144,4 @@ def train_in_process(
         val = read_split(shards_uri, manifest, "val", s3=exp.data.s3)
     tokenizer_json = storage.read_bytes(storage.join(shards_uri, manifest.tokenizer.file), exp.data.s3)
     Trainer(exp, manifest, tokenizer_json, train, val, run, torch.device("cpu")).train()
-    checkpoint = None
-    if path := last.get("checkpoint_path"):
-        fs = storage.filesystem(storage.join(storage_path, name), exp.data.s3)[0]
-        checkpoint = ray.train.Checkpoint(path, filesystem=fs)
-    return LocalResult(last, checkpoint)
+    return run.result(reports[0] if reports else None)
