@@ -82,7 +82,10 @@ def _who(row) -> str:
 def scores_table(group: pd.DataFrame, task: str, metrics: tuple[str, ...]) -> pd.DataFrame:
     """One row per model (best first); GB tasks gain the published column and rows."""
     group = group.sort_values(metrics[0], ascending=False)
-    rows = [{"model": _who(r), "seeds": r["seeds"], **{m: _cell(r, m) for m in metrics}} for _, r in group.iterrows()]
+    rows = [
+        {"model": _who(r), "seeds": str(int(r["seeds"])), **{m: _cell(r, m) for m in metrics}}
+        for _, r in group.iterrows()
+    ]
     if task in PUBLISHED:
         for row in rows:
             row[PUBLISHED_COLUMN] = (
@@ -203,7 +206,8 @@ def write_evaluation_report(
 ) -> str:
     """downstream_report.md and .html (and the figures) under `out_dir`; returns the HTML's URI."""
     sections = [setup_section(result, cfg, seeds, protocols, wall)]
-    sections += [task_section(name, result) for name in result.tasks if name in set(result.summary.scores["task"])]
+    scored = set(result.summary.scores["task"])
+    sections += [task_section(key, result) for key, task in result.tasks.items() if task.name in scored]
     sections.append(data_section(result, checkpoints))
     if "hp_name" in result.runs:
         sections.append(tuning_section(result))
