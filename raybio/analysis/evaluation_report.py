@@ -123,7 +123,11 @@ def task_section(name: str, result: Evaluation) -> Section:
     if len(comp):
         blocks.append(Bullets([f"**{r.a}**: {r.verdict}" for r in comp.itertuples()]))
     n_test = int(main["n_test"].iloc[0])
-    caption = f"{main['slice'].iloc[0]} test slice ({n_test:,} rows); mean [95 % CI] (min–max over seeds)"
+    caption = (
+        f"{n_test:,} held-out pairs per seed (a new split per seed); mean (min–max over seeds)"
+        if retrieval
+        else f"{main['slice'].iloc[0]} test slice ({n_test:,} rows); mean [95 % CI] (min–max over seeds)"
+    )
     blocks.append(Table(scores_table(main, name, metrics), caption))
     blocks.append(forest(main, task.name, metrics[0]))
     if len(comp):
