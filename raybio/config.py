@@ -52,6 +52,9 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # torch.compile every block (raybio/train/engine.py, engine=ddp). "auto" compiles where it was measured to
+    # pay off, including its warm-up (docs/training.md, "Compile").
+    compile: bool | Literal["auto"] = "auto"
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(100, ge=0, description="validate every N steps (a multiple of log_every; 0 = at the end)")
     # The validation sample (raybio/train/evaluation.py): windows stratified by source and modality (all of the
@@ -77,6 +80,8 @@ class TrainConfig(Strict):
             )
         if self.zero_stage and self.engine != "deepspeed":
             raise ValueError(f"zero_stage={self.zero_stage} needs engine=deepspeed (engine is {self.engine!r})")
+        if self.compile is True and self.engine != "ddp":
+            raise ValueError("train.compile=true needs train.engine=ddp; DeepSpeed runs its model uncompiled")
         return self
 
 

@@ -1,11 +1,21 @@
 """One training-engine interface over torch DDP and DeepSpeed ZeRO (`train.engine`).
 
-The loop only calls `engine.model(...)`, `engine.backward(loss)`, `engine.step()` (which
-returns the gradient norm and leaves the weights alone when that norm is not finite),
-`engine.skip()` and, for checkpoints, `engine.save(dir)` / `engine.load(dir)` /
-`engine.full_state_dict()`. Both
-engines use the same torch AdamW with the same param groups (µP-aware) and the same
-`LambdaLR` schedule, so DDP and ZeRO 0-3 take the same steps up to float reduction order.
+The loop only calls `engine.model(...)`, `engine.backward(loss, finite)`, `engine.step(finite)`
+(which returns the gradient norm as a tensor and leaves the weights alone when the loss or that
+norm is not finite) and, for checkpoints, `engine.save(dir)` / `engine.load(dir)` /
+`engine.full_state_dict()`. Both engines use the same torch AdamW with the same param groups
+(µP-aware) and the same schedule, so DDP and ZeRO 0-3 take the same steps up to float
+reduction order.
+
+No host sync per step (DDP): the finite flags stay on the device. The fused AdamW takes the
+flag as `found_inf` and leaves parameters, moments and step counts alone where it is set,
+and the LR schedule (`DeviceSchedule`) counts applied steps on the device, so a bad step
+reaches neither the weights nor the schedule without the host reading anything. DeepSpeed
+reads the norm on the host inside its own step anyway; there the engine reads the loss flag
+too, so a non-finite loss never reaches backward.
+
+`train.compile` (`compile_enabled`): each block's forward is compiled in place
+(`nn.Module.compile`), so state dicts keep their keys; identical blocks share one graph.
 
 DeepSpeed on CPU (gloo): the optimizer is our torch AdamW, never DeepSpeed's FusedAdam
 (which JIT-compiles for about a minute), and the shared-memory allreduce op is marked
@@ -16,7 +26,6 @@ ZeRO then runs its collectives on the gloo group Ray Train set up.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +40,7 @@ from raybio.models.moe import attach_bias_update
 from raybio.models.mup import param_groups
 from raybio.models.pretrained import WEIGHTS_FILE
 from raybio.train import parallel
-from raybio.train.schedule import build_scheduler
+from raybio.train.schedule import DeviceSchedule, build_scheduler
 
 ADAM_BETAS = (0.9, 0.95)
 
@@ -42,9 +51,11 @@ class Engine(Protocol):
     model: nn.Module  # call this for the forward pass (DDP / DeepSpeed wrapper)
     raw_model: nn.Module  # the BioLM itself (router statistics, hooks)
 
-    def backward(self, loss: torch.Tensor) -> None: ...
-    def step(self) -> float: ...  # clip, optimizer step, LR step, zero grads; returns the pre-clip grad norm
-    def skip(self) -> None: ...  # drop this step's gradients (a non-finite loss never reaches backward)
+    # `finite`: a bool tensor, true where the loss is finite on every rank (None: assume it is).
+    def backward(self, loss: torch.Tensor, finite: torch.Tensor | None = None) -> None: ...
+    # Clip, optimizer step, LR step and zero grads, unless the loss or the gradient norm is not finite;
+    # returns the pre-clip gradient norm (0-dim tensor, NaN where DeepSpeed skipped backward).
+    def step(self, finite: torch.Tensor | None = None) -> torch.Tensor: ...
     @property
     def lr(self) -> float: ...
     def save(self, directory: Path, rank: int) -> None: ...  # model.pt (rank 0) + optimizer/LR state
@@ -52,20 +63,23 @@ class Engine(Protocol):
     def full_state_dict(self) -> dict: ...  # full weights (experts gathered), on every rank
 
 
-def build_optimizer(model: nn.Module, exp: ExperimentConfig, expert_groups: bool = False) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, exp: ExperimentConfig, expert_groups: bool = False, fused: bool = False
+) -> torch.optim.AdamW:
     """AdamW; matrices decay, norms and vectors do not; µP hidden matrices get lr/m (see models/mup.py).
 
     Aux-loss-free routers get their bias step as a step pre-hook of this optimizer (one
     batched all-reduce for all layers), so whoever steps it keeps the biases moving.
     `expert_groups` moves expert weights into groups of their own, marked the way DeepSpeed's
-    ZeRO expects for parameters it partitions over an expert-data-parallel group.
+    ZeRO expects for parameters it partitions over an expert-data-parallel group. `fused`: one
+    kernel per step, which can skip a step on an on-device flag (`found_inf`).
     """
     groups = param_groups(model, exp.model, exp.train.lr, exp.train.weight_decay)
     if expert_groups:
         from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
 
         groups = [g for g in split_params_into_different_moe_groups_for_optimizer(groups) if g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=exp.train.lr, betas=ADAM_BETAS, fused=False)
+    optimizer = torch.optim.AdamW(groups, lr=exp.train.lr, betas=ADAM_BETAS, fused=fused)
     attach_bias_update(optimizer, model)
     return optimizer
 
@@ -98,23 +112,24 @@ class DDPEngine:
         if _world() > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=ids)
-        self.optimizer = build_optimizer(self.raw_model, exp)
-        self.scheduler = build_scheduler(self.optimizer, exp.train)
+        self.optimizer = build_optimizer(self.raw_model, exp, fused=True)
+        self.scheduler = DeviceSchedule(self.optimizer, exp.train, device)
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, finite: torch.Tensor | None = None) -> None:
+        # A non-finite loss is back-propagated too (its gradients are dropped in `step`): skipping it
+        # here would need the flag on the host.
         loss.backward()
         parallel.reduce_expert_grads(self.raw_model, self.ep)
 
-    def step(self) -> float:
-        norm = float(parallel.clip_grad_norm_(self.raw_model, self.tcfg.grad_clip, self.ep))
-        if math.isfinite(norm):  # the norm is global (after DDP's all-reduce): every rank decides alike
-            self.optimizer.step()
-            self.scheduler.step()
+    def step(self, finite: torch.Tensor | None = None) -> torch.Tensor:
+        norm = parallel.clip_grad_norm_(self.raw_model, self.tcfg.grad_clip, self.ep)
+        # The norm is global (after DDP's all-reduce) and `finite` agreed over ranks: every rank decides alike.
+        applied = torch.isfinite(norm) if finite is None else finite & torch.isfinite(norm)
+        self.optimizer.found_inf = (~applied).float()  # fused AdamW: no update, moments or step count change
+        self.optimizer.step()
+        self.scheduler.step(applied)
         self.optimizer.zero_grad(set_to_none=True)
-        return norm
-
-    def skip(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        return norm.detach()
 
     @property
     def lr(self) -> float:
@@ -226,6 +241,7 @@ class DeepSpeedEngine:
     def __init__(self, model: nn.Module, exp: ExperimentConfig, device: torch.device):
         deepspeed = _deepspeed(device)
         self._deepspeed = deepspeed
+        self._skipping = False  # this step's loss was not finite: backward and step are skipped
         self.tcfg = exp.train
         self.raw_model = model
         self.ep = None
@@ -246,18 +262,22 @@ class DeepSpeedEngine:
             dist_init_required=not dist.is_initialized(),
         )
 
-    def backward(self, loss: torch.Tensor) -> None:
-        self.model.backward(loss)
+    def backward(self, loss: torch.Tensor, finite: torch.Tensor | None = None) -> None:
+        # DeepSpeed's step reads the gradient norm on the host anyway; reading the loss flag here costs
+        # nothing more and keeps a non-finite loss out of backward.
+        self._skipping = finite is not None and not bool(finite)
+        if not self._skipping:
+            self.model.backward(loss)
 
-    def step(self) -> float:
+    def step(self, finite: torch.Tensor | None = None) -> torch.Tensor:
+        if self._skipping:
+            self.model.zero_grad()
+            return torch.tensor(float("nan"))
         # DeepSpeed clips, steps the optimizer and the scheduler and zeroes grads in one call, so a
         # non-finite gradient norm is reported here (the guard stops the run) but cannot be undone.
         self.model.step()
         norm = self.model.get_global_grad_norm()
-        return float("nan") if norm is None else float(norm)
-
-    def skip(self) -> None:
-        self.model.zero_grad()
+        return torch.tensor(float("nan") if norm is None else float(norm))
 
     @property
     def lr(self) -> float:
@@ -294,8 +314,24 @@ class DeepSpeedEngine:
             return {k: v.detach().float().cpu().clone() for k, v in parallel.full_state_dict(self.raw_model).items()}
 
 
+def compile_enabled(tcfg: TrainConfig, device: torch.device) -> bool:
+    """`train.compile` with "auto" resolved: compile where it was measured to pay off (docs/training.md)."""
+    if tcfg.compile != "auto":
+        return tcfg.compile
+    return tcfg.engine == "ddp" and device.type == "cuda"
+
+
+def compile_blocks(model: nn.Module) -> None:
+    """`torch.compile` every block's forward in place (`nn.Module.compile`): the module tree and its state-dict
+    keys stay as they are (no `_orig_mod.` prefix), and blocks of one kind share one compiled graph."""
+    for block in model.blocks:
+        block.compile()
+
+
 def build_engine(model: nn.Module, exp: ExperimentConfig, device: torch.device) -> Engine:
     """The engine `exp.train.engine` names, around a freshly built model (same init on every rank)."""
     if exp.train.engine == "deepspeed":
         return DeepSpeedEngine(model, exp, device)
+    if compile_enabled(exp.train, device):
+        compile_blocks(model)
     return DDPEngine(model, exp, device)

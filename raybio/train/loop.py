@@ -25,13 +25,46 @@ from raybio.models.model import BioLM
 from raybio.models.moe import router_metrics
 from raybio.models.pretrained import inference_files
 from raybio.train.checkpoint import Checkpointer
-from raybio.train.engine import build_engine
+from raybio.train.engine import Engine, build_engine
 from raybio.train.evaluation import Evaluator, autocast
 from raybio.train.guard import NonFiniteGuard
-from raybio.train.metrics import StepMeter
+from raybio.train.metrics import StepMeter, StepWindow
 from raybio.train.reporting import MetricLogger, RayTrainReporter, Reporter
 from raybio.train.state import TrainState, rng_state, set_rng_state
 from raybio.train.targets import Targets
+
+
+class TrainStep:
+    """One optimizer step as a worker takes it: targets, forward under autocast, the all-ranks finite flag,
+    backward and the engine's step, which skips a step whose loss or gradient norm is not finite on the device.
+    Returns the loss (NaN where any rank's was not finite), aux loss and pre-clip gradient norm as device
+    tensors: nothing is read on the host. (benchmarks/train_step.py times this same object.)"""
+
+    def __init__(self, engine: Engine, targets: Targets, gen: torch.Generator, device: torch.device,
+                 precision: str, world: int = 1):  # fmt: skip
+        self.engine, self.targets, self.gen = engine, targets, gen
+        self.device, self.precision, self.world = device, precision, world
+
+    def __call__(self, tokens_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs, labels = self.targets(tokens_BL, self.gen)
+        with autocast(self.device, self.precision):
+            out = self.engine.model(inputs.to(self.device), labels.to(self.device))
+        finite = self._finite_on_every_rank(out.lm_loss.detach())
+        self.engine.backward(out.loss, finite)
+        grad_norm = self.engine.step(finite)
+        loss = torch.where(finite, out.lm_loss.detach(), torch.nan)
+        return loss, out.aux_loss.detach(), grad_norm
+
+    def _finite_on_every_rank(self, loss: torch.Tensor) -> torch.Tensor:
+        """True (a device bool) where the loss is finite on every rank, so every rank skips together."""
+        finite = torch.isfinite(loss)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            bad = (~finite).float().reshape(1)
+            dist.all_reduce(bad)  # a device collective, not a host read
+            finite = bad[0] == 0
+        return finite
 
 
 class Trainer:
@@ -50,6 +83,8 @@ class Trainer:
         self.targets = Targets(exp.model.objective, exp.data.mask_prob, manifest.tokenizer)
         self.gen = torch.Generator().manual_seed(self.tcfg.seed * 1000 + rank)
         self.meter = StepMeter(device, flops.train)
+        self.step_fn = TrainStep(self.engine, self.targets, self.gen, device, self.tcfg.precision, world)
+        self.window = StepWindow()  # per-step loss, aux loss, gradient norm, on the device until a report
         self.guard = NonFiniteGuard(self.tcfg.on_nonfinite, self.tcfg.max_nonfinite_steps)
         self.evaluator = Evaluator(val_shard, self.targets, manifest, windows=self.tcfg.eval_windows,
                                    draws=self.tcfg.eval_mask_draws, batch_size=self.tcfg.batch_size,
@@ -84,14 +119,13 @@ class Trainer:
         while state.step < tcfg.max_steps:
             t_ready = time.perf_counter()
             for batch in self._epoch_batches(state):
-                t_batch = time.perf_counter()
-                loss, aux, grad_norm = self.train_step(batch["tokens"], state.step + 1)
-                t_done = time.perf_counter()
-                self.meter.add(batch["tokens"].numel(), t_done - t_batch, t_batch - t_ready)
+                self.meter.start(waited=time.perf_counter() - t_ready)
+                self.train_step(batch["tokens"], state.step + 1)
+                self.meter.stop(batch["tokens"].numel())
                 state.advance()
                 final = state.step >= tcfg.max_steps
                 if self.logger.should_log(state.step, final):
-                    self._report(state, final, loss, aux, grad_norm)
+                    self._report(state, final)
                 t_ready = time.perf_counter()
                 if final:
                     return state
@@ -108,33 +142,26 @@ class Trainer:
         collections.deque(itertools.islice(batches, state.batch_in_epoch), maxlen=0)
         return batches
 
-    def train_step(self, tokens_BL: torch.Tensor, step: int) -> tuple[float, float, float]:
-        """One optimizer step, unless the loss or gradient norm is not finite (then the step is skipped)."""
-        inputs, labels = self.targets(tokens_BL, self.gen)
-        with autocast(self.device, self.tcfg.precision):
-            out = self.engine.model(inputs.to(self.device), labels.to(self.device))
-        loss = self._all_ranks_max(out.lm_loss.detach())  # .item() syncs, so step times are real
-        grad_norm = None
-        if math.isfinite(loss):
-            self.engine.backward(out.loss)
-            grad_norm = self.engine.step()  # leaves the weights alone if the norm is not finite
-        else:
-            self.engine.skip()
-        if not self.guard.check(step, loss, grad_norm):
-            self.state.nonfinite_steps += 1
-        return loss, out.aux_loss.detach().item(), float("nan") if grad_norm is None else grad_norm
+    def train_step(self, tokens_BL: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step (`TrainStep`); its loss, aux loss and gradient norm wait on the device in
+        `self.window` until the next report."""
+        scalars = self.step_fn(tokens_BL)
+        self.window.add(step, *scalars)
+        return scalars
 
-    def _all_ranks_max(self, loss: torch.Tensor) -> float:
-        """The loss if it is finite on every rank, else NaN everywhere: every rank skips together."""
-        if self.world == 1:
-            return loss.item()
-        import torch.distributed as dist
+    def _judge_steps(self, state: TrainState) -> tuple[float, float, float]:
+        """Read every step since the last report in one host transfer; the guard judges each in order (and
+        stops the run, naming the step, before this report's checkpoint). Returns the latest step's values."""
+        steps = self.window.read()
+        for step, (loss, _, grad_norm) in steps:
+            # A non-finite loss's gradient norm means nothing; the guard names the loss alone.
+            if not self.guard.check(step, loss, grad_norm if math.isfinite(loss) else None):
+                state.nonfinite_steps += 1
+        loss, aux, grad_norm = steps[-1][1]
+        return loss, aux, grad_norm
 
-        bad = (~torch.isfinite(loss)).float().reshape(1)
-        dist.all_reduce(bad)
-        return float("nan") if bad.item() else loss.item()
-
-    def _report(self, state: TrainState, final: bool, loss: float, aux: float, grad_norm: float) -> None:
+    def _report(self, state: TrainState, final: bool) -> None:
+        loss, aux, grad_norm = self._judge_steps(state)
         throughput = self.meter.summary()  # the window's training; evaluation and checkpoints are timed apart
         if self.evaluator.should_evaluate(state.step, final):
             self.evaluator.run(self.engine.model, state.step)

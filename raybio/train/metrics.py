@@ -30,8 +30,33 @@ def peak_memory_bytes(device: torch.device) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+class StepWindow:
+    """Per-step scalars since the last report, kept on the device; `read` brings them all to the host in
+    one transfer (torchtitan reads its loss at log steps only, for the same reason: each read is a sync)."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+        self.values: list[torch.Tensor] = []
+
+    def add(self, step: int, *scalars: torch.Tensor) -> None:
+        self.steps.append(step)
+        self.values.append(torch.stack([s.float().reshape(()) for s in scalars]))
+
+    def read(self) -> list[tuple[int, list[float]]]:
+        """(step, [scalars]) for every step added since the last read, in order."""
+        rows = torch.stack(self.values).tolist() if self.values else []
+        out = list(zip(self.steps, rows, strict=True))
+        self.steps, self.values = [], []
+        return out
+
+
 class StepMeter:
-    """Accumulates tokens, step time and data-wait time between two reports."""
+    """Accumulates tokens, step time and data-wait time between two reports.
+
+    Step times are honest without a sync per step: on the CPU every op has finished when a step
+    returns, so the host clock measures it; on CUDA each step is bracketed by two CUDA events,
+    read (one synchronisation) when the window is summarised at a report.
+    """
 
     def __init__(self, device: torch.device, flops_per_token_train: float):
         self.device = device
@@ -43,18 +68,31 @@ class StepMeter:
     def reset(self) -> None:
         self.tokens = self.steps = 0
         self.step_time = self.wait_time = 0.0
+        self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self.window_start = time.perf_counter()
 
-    def add(self, tokens: int, step_time: float, wait_time: float) -> None:
+    def start(self, waited: float) -> None:
+        """A step begins, after `waited` seconds for its batch."""
+        self.wait_time += waited
+        self._started = time.perf_counter()
+        if self.device.type == "cuda":
+            self.events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+            self.events[-1][0].record()
+
+    def stop(self, tokens: int) -> None:
+        """The step (on `tokens` tokens) has been issued; on CUDA it may still be running."""
         self.tokens += tokens
         self.cum_tokens += tokens
         self.steps += 1
-        self.step_time += step_time
-        self.wait_time += wait_time
+        if self.device.type == "cuda":
+            self.events[-1][1].record()
+        else:
+            self.step_time += time.perf_counter() - self._started
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+            self.step_time = sum(start.elapsed_time(end) for start, end in self.events) / 1000
 
     def summary(self) -> dict[str, float]:
         """Metrics over the window since the last summary, aggregated over all workers."""

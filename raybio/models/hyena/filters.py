@@ -25,6 +25,8 @@ _STEPS: dict[tuple[int, str], torch.Tensor] = {}
 
 def step_index(n: int, device: torch.device) -> torch.Tensor:
     """0, 1, ..., n - 1 in fp32: the time index, built once per length and device and shared by every layer."""
+    if torch.compiler.is_compiling():  # free inside a graph; the cache would make each layer's graph differ
+        return torch.arange(n, dtype=torch.float32, device=device)
     key = (n, str(device))
     if key not in _STEPS:
         if len(_STEPS) >= 64:  # many distinct lengths (streaming chunks): keep the cache small

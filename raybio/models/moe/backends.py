@@ -5,12 +5,13 @@ stacked weights) and returns the expert outputs in the same row order, so routin
 dispatch are shared and the backends differ only in the GEMMs:
 
 - `grouped`: `torch._grouped_mm`, one call per projection for all experts (CPU in torch
-  >= 2.9, CUDA where the build and GPU support it).
+  >= 2.9, CUDA where the build and GPU support it). On CPU it runs inside the custom op
+  `raybio::grouped_mm` (with its own backward), which `torch.compile` keeps whole.
 - `loop`: a Python loop over experts, each a matmul on its contiguous slice.
 - `megablocks`: MegaBlocks' grouped GEMM (`megablocks.grouped_gemm_util`, the kernel its
   dropless `GroupedGLU` experts run), CUDA and bf16 only, from the optional `gpu` extra.
 
-`resolve(name, ...)` maps the config's backend name onto one of these: `torch` is grouped
+`resolve(name, device, dtype, ...)` maps the config's backend name onto one of these: `torch` is grouped
 where `_grouped_mm` works for this device, dtype and shape, else loop; `auto` is MegaBlocks
 on CUDA when it imports, else `torch`.
 
@@ -72,38 +73,68 @@ class _FreshGrad(torch.autograd.Function):
         return _fresh(g)
 
 
-class _CPUGroupedMM(torch.autograd.Function):
-    """`_grouped_mm` on CPU with a faster weight gradient.
+# `_grouped_mm` on CPU as an op Dynamo does not look inside: torch's meta function for it demands
+# BF16, so fp32 models could not compile, and the weight gradient runs faster per expert (below).
 
-    torch's CPU fallback computes the weight gradient (a 2-D x 2-D grouped product) at about
-    half the speed of plain `mm` (measured with torch 2.13: 70 vs 120 GFLOP/s for 64 experts
-    of 128 rows, d 512); per-expert `mm` into one buffer runs at full speed.
-    """
 
-    @staticmethod
-    def forward(ctx, a_SK: torch.Tensor, b_EKN: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(a_SK, b_EKN, offs_E)
-        return torch._grouped_mm(a_SK, b_EKN, offs=offs_E)
+@torch.library.custom_op("raybio::grouped_mm", mutates_args=())
+def grouped_mm(a_SK: torch.Tensor, b_EKN: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+    """Rows [offs[e-1], offs[e]) of `a_SK` times `b_EKN[e]`, for every expert e (CPU)."""
+    return torch._grouped_mm(a_SK, b_EKN, offs=offs_E)
 
-    @staticmethod
-    def backward(ctx, g_SN: torch.Tensor):
-        a_SK, b_EKN, offs_E = ctx.saved_tensors
-        g_SN = _fresh(g_SN)
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_a = torch._grouped_mm(g_SN, b_EKN.transpose(-2, -1), offs=offs_E)
-        if ctx.needs_input_grad[1]:
-            grad_b = torch.empty_like(b_EKN)
-            start = 0
-            for e, end in enumerate(offs_E.tolist()):
-                torch.mm(a_SK[start:end].t(), g_SN[start:end], out=grad_b[e])  # zeros when the slice is empty
-                start = end
-        return grad_a, grad_b, None
+
+@grouped_mm.register_fake
+def _(a_SK, b_EKN, offs_E):
+    return a_SK.new_empty(a_SK.shape[0], b_EKN.shape[-1])
+
+
+@torch.library.custom_op("raybio::grouped_mm_grad_a", mutates_args=())
+def grouped_mm_grad_a(g_SN: torch.Tensor, b_EKN: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+    """The input gradient: g times each expert's bᵀ."""
+    return torch._grouped_mm(_fresh(g_SN), b_EKN.transpose(-2, -1), offs=offs_E)
+
+
+@grouped_mm_grad_a.register_fake
+def _(g_SN, b_EKN, offs_E):
+    return g_SN.new_empty(g_SN.shape[0], b_EKN.shape[1])
+
+
+@torch.library.custom_op("raybio::grouped_mm_grad_b", mutates_args=())
+def grouped_mm_grad_b(a_SK: torch.Tensor, g_SN: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+    """The weight gradient aᵀ·g per expert, with plain `mm` into one buffer: torch's CPU fallback (a 2-D x 2-D
+    grouped product) runs at about half the speed of `mm` (measured with torch 2.13: 70 vs 120 GFLOP/s for
+    64 experts of 128 rows, d 512)."""
+    g_SN = _fresh(g_SN)
+    grad_EKN = a_SK.new_empty(len(offs_E), a_SK.shape[1], g_SN.shape[1])
+    start = 0
+    for e, end in enumerate(offs_E.tolist()):
+        torch.mm(a_SK[start:end].t(), g_SN[start:end], out=grad_EKN[e])  # zeros when the slice is empty
+        start = end
+    return grad_EKN
+
+
+@grouped_mm_grad_b.register_fake
+def _(a_SK, g_SN, offs_E):
+    return a_SK.new_empty(offs_E.shape[0], a_SK.shape[1], g_SN.shape[1])
+
+
+def _grouped_mm_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs)
+
+
+def _grouped_mm_backward(ctx, g_SN: torch.Tensor):
+    a_SK, b_EKN, offs_E = ctx.saved_tensors
+    grad_a = grouped_mm_grad_a(g_SN, b_EKN, offs_E) if ctx.needs_input_grad[0] else None
+    grad_b = grouped_mm_grad_b(a_SK, g_SN, offs_E) if ctx.needs_input_grad[1] else None
+    return grad_a, grad_b, None
+
+
+grouped_mm.register_autograd(_grouped_mm_backward, setup_context=_grouped_mm_setup)
 
 
 def _gmm(a_SK: torch.Tensor, b_EKN: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
     if a_SK.device.type == "cpu":
-        return _CPUGroupedMM.apply(a_SK, b_EKN, offs_E)
+        return grouped_mm(a_SK, b_EKN, offs_E)
     return _FreshGrad.apply(torch._grouped_mm(a_SK, b_EKN, offs=offs_E))
 
 
@@ -168,23 +199,19 @@ def _grouped_mm_works(device: torch.device, dtype: torch.dtype) -> bool:
         return False
 
 
-def grouped_supported(x: torch.Tensor, d_model: int, hidden: int) -> bool:
-    """`_grouped_mm` works for this device and dtype, and row strides are 16-byte aligned."""
-    dtype = compute_dtype(x)
-    size = torch.empty((), dtype=dtype).element_size()
-    aligned = (d_model * size) % 16 == 0 and (hidden * size) % 16 == 0
-    return aligned and _grouped_mm_works(x.device, dtype)
-
-
 BACKENDS: dict[str, ExpertFn] = {"grouped": grouped_experts, "loop": loop_experts, "megablocks": megablocks_experts}
 
 
-def resolve(name: str, x: torch.Tensor, d_model: int, hidden: int) -> str:
-    """The concrete backend ('grouped', 'loop' or 'megablocks') that `moe.backend = name` means here."""
+# A compiled model takes the answer found while tracing as a constant, so the probe (which runs a
+# backward pass, once per setting) never enters a graph.
+@torch.compiler.assume_constant_result
+def resolve(name: str, device: torch.device, dtype: torch.dtype, d_model: int, hidden: int) -> str:
+    """The concrete backend ('grouped', 'loop' or 'megablocks') that `moe.backend = name` means for
+    matmuls in `dtype` on `device`: grouped needs `_grouped_mm` to work there and 16-byte-aligned rows."""
     if name == "megablocks":
         _megablocks_gmm()  # a clear ImportError now rather than at the first GEMM
         return "megablocks"
-    if name == "auto" and x.is_cuda:
+    if name == "auto" and device.type == "cuda":
         try:
             _megablocks_gmm()
             return "megablocks"
@@ -192,7 +219,8 @@ def resolve(name: str, x: torch.Tensor, d_model: int, hidden: int) -> str:
             pass
     if name == "loop":
         return "loop"
-    return "grouped" if grouped_supported(x, d_model, hidden) else "loop"
+    aligned = (d_model * dtype.itemsize) % 16 == 0 and (hidden * dtype.itemsize) % 16 == 0
+    return "grouped" if aligned and _grouped_mm_works(device, dtype) else "loop"
 
 
 @register_flop_formula(torch.ops.aten._grouped_mm)
@@ -204,3 +232,19 @@ def _grouped_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
     for n in out_shape:
         out *= n
     return 2 * out * a_shape[-1]
+
+
+# raybio's CPU grouped GEMMs, forward and backward: FlopCounterMode sees the custom ops, not the aten ops inside.
+@register_flop_formula(torch.ops.raybio.grouped_mm)
+def _raybio_grouped_mm_flops(a_shape, b_shape, offs_shape, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1] * b_shape[-1]  # S·K·N
+
+
+@register_flop_formula(torch.ops.raybio.grouped_mm_grad_a)
+def _raybio_grad_a_flops(g_shape, b_shape, offs_shape, out_shape=None, **kwargs) -> int:
+    return 2 * g_shape[0] * g_shape[1] * b_shape[1]  # S·N·K
+
+
+@register_flop_formula(torch.ops.raybio.grouped_mm_grad_b)
+def _raybio_grad_b_flops(a_shape, g_shape, offs_shape, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1] * g_shape[1]  # S·K·N

@@ -20,11 +20,13 @@ def aux_free_routers(model: nn.Module) -> list[AuxFreeRouter]:
 
 
 @torch.no_grad()
-def update_expert_biases(routers: list[AuxFreeRouter]) -> None:
+def update_expert_biases(routers: list[AuxFreeRouter], skipped: torch.Tensor | None = None) -> None:
     """One bias step for every router, from the loads pending since the last call.
 
     Collective when torch.distributed is initialised: every rank calls it once per optimizer
-    step (all ranks step together), so the biases stay identical everywhere.
+    step (all ranks step together), so the biases stay identical everywhere. Where `skipped`
+    (the optimizer's on-device `found_inf`, 1.0 for a step that is not applied) is set, the
+    biases stay and the loads carry over to the next step. Nothing is read on the host.
     """
     if not routers:
         return
@@ -33,10 +35,11 @@ def update_expert_biases(routers: list[AuxFreeRouter]) -> None:
     flat = torch.cat(loads)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(flat)
-    for r, load_E in zip(routers, flat.split([len(x) for x in loads]), strict=True):
-        if load_E.sum() > 0:
-            r.expert_bias_E += r.cfg.bias_update_rate * torch.sign(load_E.mean() - load_E)
-        r.pending_load_E = None
+    applied = 1.0 if skipped is None else 1.0 - skipped
+    for r, local_E, load_E in zip(routers, loads, flat.split([len(x) for x in loads]), strict=True):
+        # sign(mean - load) is 0 everywhere when no slot was routed: the biases stay.
+        r.expert_bias_E += applied * r.cfg.bias_update_rate * torch.sign(load_E.mean() - load_E)
+        r.pending_load_E = None if skipped is None else local_E * skipped
 
 
 def attach_bias_update(optimizer: torch.optim.Optimizer, model: nn.Module):
@@ -44,4 +47,6 @@ def attach_bias_update(optimizer: torch.optim.Optimizer, model: nn.Module):
     routers = aux_free_routers(model)
     if not routers:
         return None
-    return optimizer.register_step_pre_hook(lambda opt, args, kwargs: update_expert_biases(routers))
+    return optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: update_expert_biases(routers, getattr(opt, "found_inf", None))
+    )

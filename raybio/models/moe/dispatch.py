@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from raybio.models.moe.experts import ExpertShard
+from raybio.models.moe.router import expert_counts
 
 
 @dataclass
@@ -42,7 +43,7 @@ def plan_dispatch(
     T, K = experts_TK.shape
     flat_S = experts_TK.reshape(-1)
     order_S = flat_S.argsort(stable=True)
-    routed_E = torch.bincount(flat_S, minlength=num_experts)
+    routed_E = expert_counts(flat_S, num_experts)
     counts_E, dropped = routed_E, routed_E.new_zeros(())
     if capacity_factor is not None:
         capacity = math.ceil(capacity_factor * T * K / num_experts)

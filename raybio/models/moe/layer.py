@@ -66,7 +66,8 @@ class MoE(nn.Module):
 
     def backend_name(self, x: torch.Tensor) -> str:
         """The concrete backend this layer runs for input `x` ('grouped', 'loop' or 'megablocks')."""
-        return backends.resolve(self.cfg.backend, x, self.experts.d_model, self.experts.hidden)
+        dtype = backends.compute_dtype(x)
+        return backends.resolve(self.cfg.backend, x.device, dtype, self.experts.d_model, self.experts.hidden)
 
     def forward(self, x_BLD: torch.Tensor) -> torch.Tensor:
         B, L, D = x_BLD.shape

@@ -75,6 +75,14 @@ class Router(nn.Module):
         return weights_TK * self.cfg.routed_scaling_factor
 
 
+def expert_counts(experts: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Slots per expert (int64, E) for a tensor of expert ids. A fixed-size scatter rather than `bincount`,
+    whose output size depends on the data, which stops a `torch.compile` graph."""
+    flat = experts.reshape(-1)
+    counts_E = torch.zeros(num_experts, dtype=torch.int64, device=flat.device)
+    return counts_E.scatter_add_(0, flat, torch.ones_like(flat))
+
+
 def limit_to_groups(choice_TE: torch.Tensor, n_group: int, topk_group: int) -> torch.Tensor:
     """`choice_TE` with experts outside each token's `topk_group` best groups set to -inf."""
     T, E = choice_TE.shape
@@ -99,7 +107,7 @@ class SoftmaxRouter(Router):
         experts_TK = self.top_experts(probs_TE)
         weights_TK = self.gates(probs_TE, experts_TK)
         # Switch loss: E · Σ_e (fraction of routed slots sent to e) · (mean probability of e).
-        frac_E = torch.bincount(experts_TK.reshape(-1), minlength=E).float() / experts_TK.numel()
+        frac_E = expert_counts(experts_TK, E).float() / experts_TK.numel()
         balance = E * (frac_E * probs_TE.mean(0)).sum()
         z = logits_TE.logsumexp(-1).pow(2).mean()
         aux = cfg.aux_loss_coef * balance + cfg.z_loss_coef * z if self.training else balance.new_zeros(())
@@ -135,7 +143,7 @@ class AuxFreeRouter(SigmoidRouter):
     def select(self, scores_TE: torch.Tensor) -> torch.Tensor:
         experts_TK = self.top_experts(scores_TE + self.expert_bias_E)
         if self.training:
-            load_E = torch.bincount(experts_TK.reshape(-1), minlength=self.cfg.num_experts).float()
+            load_E = expert_counts(experts_TK, self.cfg.num_experts).float()
             self.pending_load_E = load_E if self.pending_load_E is None else self.pending_load_E + load_E
         return experts_TK
 
