@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 ROLES = [
     ("training worker (Ray Train)", r"^ray::(RayTrainWorker|_RayTrainWorker)"),
     ("Tune trial (in-process training)", r"^ray::(ImplicitFunc|_Inner|run_trial)"),
-    ("probe", r"^ray::(_?probe|time_config)"),
+    ("probe", r"^ray::(_?probe|time_config|time_steps)"),
     ("new Ray worker (starting, importing)", r"^ray::IDLE|default_worker\.py|setup_worker\.py"),
     ("Ray Train controller", r"^ray::(TrainController|Controller)"),
     ("Ray Data (split coordinator, reads, stats)", r"^ray::(SplitCoordinator|ReadParquet|_StatsActor|MapBatches|"
@@ -98,6 +99,7 @@ def measure(cmd: list[str], interval: float = 0.5) -> dict:
         "cpu_s_by_role": {k: round(v, 1) for k, v in sorted(by_role.items(), key=lambda kv: -kv[1])},
         "cpu_s_by_title": {k: round(v, 1) for k, v in sorted(by_title.items(), key=lambda kv: -kv[1])[:30]},
         "load_avg_1m": {"median": sorted(loads)[len(loads) // 2], "max": max(loads)},
+        "sampler_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),  # this script's own cost
     }
 
 

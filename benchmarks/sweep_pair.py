@@ -10,7 +10,7 @@
       are timed apart), as `tokens_per_s` in the history reports it.
 
 `sweep_over_bare` = (b) / (a). Full mode trains the demo budget (`--budget demo`: 160 steps,
-validated and checkpointed every 80); `--quick` 40 steps validated every 20.
+validated and checkpointed every 80, on 128 windows); `--quick` 40 steps of it, validated every 20.
 
 Usage: python benchmarks/sweep_pair.py [--quick] [--out benchmarks/results/sweep_pair-DATE-cpu.txt]
 The last line printed is one JSON object: {"benchmark": "sweep_pair", "ratios": {...}, "conditions": {...}}.
@@ -32,17 +32,21 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 AXIS = {"experts": [1, 2]}
-STUDY_OVERRIDES = ["model.moe.top_k=1"]  # expert_count's fixed top-k
-DEMO = ["train.max_steps=160", "train.eval_every=80", "train.checkpoint_every=80"]  # its --budget demo
-QUICK = ["train.max_steps=40", "train.eval_every=20", "train.checkpoint_every=20"]
+QUICK = ["train.max_steps=40", "train.eval_every=20", "train.checkpoint_every=20"]  # on top of the demo budget
 BARE_SECONDS = {True: 20.0, False: 60.0}
 GOAL = 0.8
 
 
 def _base(quick: bool):
-    from raybio.config import load_config
+    """The expert_count study's `--budget demo` experiment (what `make demo` trains); quick: 40 steps of it."""
+    import runpy
 
-    return load_config("tiny", overrides=STUDY_OVERRIDES + (QUICK if quick else DEMO))
+    from raybio.config import deep_merge, parse_overrides, validate
+    from raybio.study import base_config, parse
+
+    study = runpy.run_path(str(ROOT / "sweeps" / "expert_count.py"))["STUDY"]
+    base = base_config(study, parse(study, ["--budget", "demo"], doc=""))
+    return validate(deep_merge(base.model_dump(), parse_overrides(QUICK))) if quick else base
 
 
 def bare_loop(exp_json: str, shards_uri: str, start_at: float, seconds: float) -> dict:

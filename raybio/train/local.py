@@ -12,6 +12,7 @@ kept), so starting the same run again resumes from its newest complete checkpoin
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,10 +39,11 @@ def can_reset_peak_memory() -> bool:
 
 
 def reset_peak_memory() -> None:
-    """Restart this process's peak-RSS mark (what `peak_memory_bytes` reads on CPU) after freeing what an
-    earlier run in the process left, so a reused trial process reports its own run's peak."""
+    """Restart this process's peak-RSS mark (what `peak_memory_bytes` reads on CPU) after handing what an
+    earlier run in the process freed back to the OS, so a reused trial process reports its own run's peak."""
     gc.collect()
     if can_reset_peak_memory():
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap pages resident until trimmed
         PEAK_RSS_RESET.write_text("5")
 
 
