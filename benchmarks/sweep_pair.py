@@ -33,7 +33,7 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 AXIS = {"experts": [1, 2]}
 QUICK = ["train.max_steps=40", "train.eval_every=20", "train.checkpoint_every=20"]  # on top of the demo budget
-BARE_SECONDS = {True: 20.0, False: 60.0}
+BARE_SECONDS = {True: 10.0, False: 60.0}
 GOAL = 0.8
 
 
@@ -49,8 +49,9 @@ def _base(quick: bool):
     return validate(deep_merge(base.model_dump(), parse_overrides(QUICK))) if quick else base
 
 
-def bare_loop(exp_json: str, shards_uri: str, start_at: float, seconds: float) -> dict:
-    """One plain PyTorch training loop on one thread; tokens/s over [start_at, start_at + seconds]."""
+def bare_loop(exp_json: str, shards_uri: str, seconds: float) -> dict:
+    """One plain PyTorch training loop on one thread. Prints `ready` after its warm-up, reads the start time
+    from stdin (the parent sends one when every loop is ready), returns tokens/s over `seconds` from then."""
     import torch
 
     from raybio.config import ExperimentConfig
@@ -80,7 +81,8 @@ def bare_loop(exp_json: str, shards_uri: str, start_at: float, seconds: float) -
 
     for _ in range(3):
         step()
-    time.sleep(max(0.0, start_at - time.time()))
+    print("ready", flush=True)
+    time.sleep(max(0.0, float(sys.stdin.readline()) - time.time()))
     t0, steps = time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
         step()
@@ -90,19 +92,23 @@ def bare_loop(exp_json: str, shards_uri: str, start_at: float, seconds: float) -
 
 
 def bare_pair(exps: list, shards_uri: str, seconds: float) -> list[float]:
-    """Tokens/s of one bare loop per experiment, all running at once in separate processes."""
-    start_at = time.time() + 20.0  # every process built and warmed up by then
+    """Tokens/s of one bare loop per experiment, all running at once in separate processes over one interval."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--bare", e.model_dump_json(), shards_uri, str(start_at), str(seconds)],
+            [sys.executable, __file__, "--bare", e.model_dump_json(), shards_uri, str(seconds)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=env,
         )
         for e in exps
     ]
-    out = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    for p in procs:  # every loop built and warmed up
+        while (line := p.stdout.readline()) and line.strip() != "ready":
+            pass
+    start_at = time.time() + 0.5
+    out = [json.loads(p.communicate(f"{start_at}\n")[0].strip().splitlines()[-1]) for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError("a bare training loop failed (its traceback is above)")
     return [o["tokens_per_s"] for o in out]
@@ -160,11 +166,11 @@ def measure_sweep_over_bare(quick: bool) -> dict:
 
 def main() -> None:
     if sys.argv[1:2] == ["--bare"]:
-        exp_json, shards_uri, start_at, seconds = sys.argv[2:6]
-        print(json.dumps(bare_loop(exp_json, shards_uri, float(start_at), float(seconds))))
+        exp_json, shards_uri, seconds = sys.argv[2:5]
+        print(json.dumps(bare_loop(exp_json, shards_uri, float(seconds))))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="40 steps per trial, 20 s bare loops")
+    parser.add_argument("--quick", action="store_true", help="40 steps per trial, 10 s bare loops")
     parser.add_argument("--out", help="also write the printed results to this file")
     args = parser.parse_args()
     from raybio.cluster import machine_line
