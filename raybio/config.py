@@ -8,6 +8,7 @@ field. The layer configs are re-exported, so `from raybio.config import MoEConfi
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import Field, ValidationError, model_validator
 from raybio.data.config import DataConfig, S3Config, SourceConfig, TokenizerConfig
 from raybio.models.blocks import check_pattern
 from raybio.models.config import HyenaConfig, ModelConfig, MoEConfig
+from raybio.models.flops import flops_per_token
 from raybio.schema import ConfigError, Strict
 
 __all__ = [
@@ -45,6 +47,9 @@ class TrainConfig(Strict):
     gpus_per_worker: float = Field(0.0, ge=0)
     batch_size: int = Field(16, ge=1, description="sequences per worker per step")
     max_steps: int = Field(200, ge=1)
+    # Training FLOPs (analytic, raybio/models/flops.py) this run spends: when set, the experiment resolves it
+    # into max_steps, a warmup of at most a tenth of them and validation at the end only (resolve_flop_budget).
+    flop_budget: float | None = Field(None, gt=0, description="train FLOPs to spend; sets max_steps (None: off)")
     lr: float = Field(2e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     warmup_steps: int = Field(20, ge=0)
@@ -106,6 +111,36 @@ class ExperimentConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _resolve_flop_budget(self) -> ExperimentConfig:
+        if self.train.flop_budget:
+            resolve_flop_budget(self)
+        return self
+
+
+MAX_WARMUP_SHARE = 0.1  # of a budgeted run's steps: its schedule warms up, then decays to its own last step
+
+
+def steps_for_flop_budget(exp: ExperimentConfig, vocab_size: int, budget: float) -> int:
+    """Optimizer steps that spend `budget` training FLOPs with this model and batch."""
+    seq = exp.data.seq_len - (1 if exp.model.objective == "ntp" else 0)
+    per_step = flops_per_token(exp.model, seq, vocab_size).train * seq * exp.train.batch_size * exp.train.num_workers
+    return max(1, int(budget // per_step))
+
+
+def resolve_flop_budget(exp: ExperimentConfig) -> None:
+    """The one place a FLOP budget becomes a schedule: max_steps that spend it, a complete warmup-and-decay
+    schedule ending at the last step, and validation at the end only (intermediate points of one decaying
+    schedule are not smaller budgets). Idempotent, so a resolved config validates to itself."""
+    t = exp.train
+    if exp.data.tokenizer.kind == "bpe":
+        raise ValueError("train.flop_budget needs a vocabulary fixed by the config; BPE's is trained: set max_steps")
+    steps = steps_for_flop_budget(exp, exp.data.tokenizer.build().vocab_size, t.flop_budget)
+    if t.max_steps != steps:
+        t.max_steps = steps
+    t.warmup_steps = min(t.warmup_steps, math.ceil(MAX_WARMUP_SHARE * steps))
+    t.eval_every = 0
+
 
 # Omni-DNA sizes (layers / d_model / heads), SwiGLU hidden = 4 * d_model.
 _OMNI = {
@@ -116,6 +151,19 @@ _OMNI = {
     "omni-700m": (16, 1536, 16),
     "omni-1b": (16, 2048, 16),
 }
+
+# The micro ladder (layers / d_model / heads), SwiGLU hidden = 4 * d_model: 1.5-2x more parameters per step.
+_MICRO = {
+    "micro-1": (2, 32, 2),
+    "micro-2": (3, 48, 2),
+    "micro-3": (3, 64, 4),
+    "micro-4": (4, 96, 4),
+    "micro-5": (4, 128, 4),
+    "micro-6": (6, 160, 4),
+}
+
+_MICRO_TRAIN = {"batch_size": 16, "max_steps": 400, "lr": 3e-3, "warmup_steps": 20, "checkpoint_every": 0,
+                "eval_windows": 256}  # fmt: skip
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Small enough that a 4-trial sweep finishes in minutes on 2 CPU cores.
@@ -131,6 +179,16 @@ PRESETS: dict[str, dict[str, Any]] = {
             "train": {"batch_size": 32, "max_steps": 10000, "lr": 6e-4, "warmup_steps": 500, "checkpoint_every": 1000},
         }
         for name, (L, d, h) in _OMNI.items()
+    },
+    # The scaling study's ladder (sweeps/scaling.py; docs/sweeps.md#scaling): one window, batch and schedule, so
+    # the sizes differ in shape alone; small enough that budgets of 10^12 FLOPs learn well below the unigram loss.
+    **{
+        name: {
+            "model": {"n_layers": L, "d_model": d, "n_heads": h, "max_seq_len": 128},
+            "data": {"seq_len": 128},
+            "train": _MICRO_TRAIN,
+        }
+        for name, (L, d, h) in _MICRO.items()
     },
 }
 

@@ -13,7 +13,7 @@ from raybio.analysis.sweep import analyse_sweep
 from raybio.config import ConfigError, ExperimentConfig
 from raybio.tune.args import add_common_args, base_experiment, extra_axes
 from raybio.tune.plan import plan_sweep
-from raybio.tune.record import Claim
+from raybio.tune.record import Claim, SweepRecord
 from raybio.tune.runner import SweepSpec, run_sweep
 from raybio.tune.space import trial_experiment
 
@@ -44,11 +44,15 @@ class Study:
     budgets: dict[str, Budget] = field(default_factory=dict)
     # The published claims this study tests: the report's verdicts (raybio.analysis.answer).
     claims: list[Claim] = field(default_factory=list)
+    probe: str = "after"  # the default of --probe (off under --smoke)
+    preset: str = "tiny"  # the default of --preset
+    # How the sweep runs: one grid (run_sweep), or e.g. a grid and then runs that depend on its fits.
+    run: Callable[[SweepSpec, argparse.Namespace], SweepRecord] = lambda spec, args: run_sweep(spec)
 
 
 def parse(study: Study, argv: list[str] | None, doc: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, default_name=study.name, default_search=study.search)
+    add_common_args(parser, default_name=study.name, default_search=study.search, default_preset=study.preset)
     g = parser.add_argument_group("study")
     study.add_args(g)
     if study.budgets:
@@ -87,7 +91,7 @@ def study_axes(study: Study, args: argparse.Namespace) -> dict[str, list]:
 
 
 # SweepSpec fields that are a common flag's value as parsed (raybio.tune.args).
-SPEC_FLAGS = ("name", "storage", "search", "num_samples", "asha", "flop_budget", "seed", "resume", "tracker",
+SPEC_FLAGS = ("name", "storage", "search", "num_samples", "asha", "seed", "resume", "tracker",
               "eval_tasks", "eval_seeds", "probe_steps", "probe_rounds")  # fmt: skip
 
 
@@ -105,11 +109,12 @@ def run_study(study: Study, argv: list[str] | None = None, doc: str = "") -> Non
             base=base,
             metric=metric,
             mode=mode,
-            probe=args.probe or ("off" if args.smoke else "after"),
+            probe=args.probe or ("off" if args.smoke else study.probe),
+            study=study.name,
             command=["python", f"sweeps/{study.name}.py", *(sys.argv[1:] if argv is None else argv)],
             **{flag: getattr(args, flag) for flag in SPEC_FLAGS},
         )
-        analyse_sweep(plan_sweep(spec) if args.probe_only else run_sweep(spec))
+        analyse_sweep(plan_sweep(spec) if args.probe_only else study.run(spec, args))
     except (ConfigError, ValueError) as err:
         sys.exit(f"error: {err}")
     for line in findings_of(study.name):

@@ -7,7 +7,7 @@ hand-written formulas, scipy's numerical minimisers and root finders, finite dif
 
 import numpy as np
 import pytest
-from scipy import optimize, stats
+from scipy import optimize
 
 from raybio.analysis import fitting
 from raybio.analysis.estimates import Estimate, derived, judge
@@ -18,10 +18,8 @@ from raybio.analysis.scaling import (
     compute_optimal,
     efficiency_leverage,
     fit_approach3,
-    fit_compute_law,
     fit_granular_moe,
     fit_isoflop,
-    fit_routed,
     predict_loss,
 )
 
@@ -265,26 +263,3 @@ def test_leverage_of_a_moe_worth_a_known_parameter_multiplier(dense):
 def test_leverage_against_an_unidentified_dense_fit_has_no_number(dense, one_size):
     lev = efficiency_leverage(one_size, dense[-1], TARGET)
     assert lev.value is None and "dense alpha" in lev.why
-
-
-# ------------------------------------------------------------------- the previous API (study_fits, report)
-
-
-def test_legacy_compute_law_recovers_exponent_and_gives_no_interval_without_spare_points():
-    c = np.logspace(12, 16, 20)
-    fit = fit_compute_law(c, noisy(1.7 + 4e3 * c**-0.3, 8), n_boot=40)
-    assert fit.params["alpha"] == pytest.approx(0.3, abs=0.03)
-    assert fit.ci["alpha"][0] <= 0.3 <= fit.ci["alpha"][1]
-    assert fit.holdout.x == [pytest.approx(c[-1])] and fit.holdout.max_rel_error < 0.02
-    three = fit_compute_law(c[:3], 1.0 + 50 * c[:3] ** -0.2)
-    assert three.ci["alpha"] is None and three.band(c) is None
-
-
-def test_routed_law_at_one_size_has_the_ordinary_least_squares_t_interval():
-    e = np.array([1.0, 2, 4, 8, 16])
-    loss = np.exp(1.5 - 0.04 * np.log(e) + 0.002 * np.random.default_rng(9).standard_normal(5))
-    fit = fit_routed(np.full(5, 1e7), e, loss)
-    ref = stats.linregress(np.log(e), np.log(loss))
-    half = stats.t.ppf(0.975, 3) * ref.stderr
-    assert fit.params["a"] is None and fit.params["b"] == pytest.approx(ref.slope)
-    assert fit.ci["b"] == pytest.approx((ref.slope - half, ref.slope + half))

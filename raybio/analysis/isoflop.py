@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from raybio.analysis.estimates import Estimate, derived, judge, percentile_interval
+from raybio.analysis.estimates import Estimate, derived, judge, percentile_interval, si
 from raybio.analysis.fitting import MIN_CONVERGED, stratified_resample
 
 MIN_SIZES = 3  # distinct sizes for a parabola
@@ -31,6 +31,7 @@ class BudgetMinimum:
     n_opt: float | None
     tokens_opt: float | None
     why: str = ""
+    parabola: tuple[float, float, float] | None = None  # (c2, c1, c0) of loss in log N, where fitted
 
 
 @dataclass
@@ -53,7 +54,8 @@ class IsoFlopFit:
         lc = np.log(compute)
         draws = np.exp(self.boot_lines[:, i, 0] * lc + self.boot_lines[:, i, 1])
         point = float(np.exp(self.lines[i, 0] * lc + self.lines[i, 1]))
-        return derived(point, draws[np.isfinite(draws)], {"the exponent": exponent}, f"{what} at C = {compute:.3g}")
+        where = f"{what} at C = {si(compute, 'FLOP')}"
+        return derived(point, draws[np.isfinite(draws)], {"the exponent": exponent}, where)
 
 
 def budget_minimum(log_n: np.ndarray, loss: np.ndarray, log_fpt: np.ndarray, compute: float) -> BudgetMinimum:
@@ -62,16 +64,19 @@ def budget_minimum(log_n: np.ndarray, loss: np.ndarray, log_fpt: np.ndarray, com
     sizes = len(np.unique(log_n))
     if sizes < MIN_SIZES:
         return BudgetMinimum(compute, len(loss), None, None, f"{sizes} model sizes; a parabola needs {MIN_SIZES}")
-    c2, c1, _ = np.polyfit(log_n, loss, 2)
+    coef = np.polyfit(log_n, loss, 2)
+    c2, c1, _ = coef
+    parabola = tuple(float(c) for c in coef)
     if c2 <= 0:
-        return BudgetMinimum(compute, len(loss), None, None, "no interior minimum: the parabola is not convex")
+        why = "no interior minimum: the parabola is not convex"
+        return BudgetMinimum(compute, len(loss), None, None, why, parabola)
     x = -c1 / (2 * c2)
     if not log_n.min() < x < log_n.max():
-        where = f"N = {np.exp(x):.3g} lies outside the sampled {np.exp(log_n.min()):.3g}–{np.exp(log_n.max()):.3g}"
-        return BudgetMinimum(compute, len(loss), None, None, f"no interior minimum: {where}")
+        where = f"N = {si(np.exp(x))} lies outside the sampled {si(np.exp(log_n.min()))}–{si(np.exp(log_n.max()))}"
+        return BudgetMinimum(compute, len(loss), None, None, f"no interior minimum: {where}", parabola)
     order = np.argsort(log_n)
     fpt = np.exp(np.interp(x, log_n[order], log_fpt[order]))
-    return BudgetMinimum(compute, len(loss), float(np.exp(x)), float(compute / fpt))
+    return BudgetMinimum(compute, len(loss), float(np.exp(x)), float(compute / fpt), parabola=parabola)
 
 
 def _minima(log_n, loss, log_fpt, budget) -> list[BudgetMinimum]:

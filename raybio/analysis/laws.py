@@ -110,14 +110,6 @@ GRANULAR_MOE = Law(
     ),
 )
 
-# Loss against compute: kept for the per-config curves the report still draws (see legacy_fits.py).
-COMPUTE = Law(
-    name="compute",
-    formula="L(C) = E + A·C^(−α)",
-    features=("C",),
-    terms=(Term("E"), Term("A", (("alpha", "C"),))),
-)
-
 
 def chinchilla_form(law: Law, params: dict[str, np.ndarray], fixed: dict[str, float]) -> tuple[np.ndarray, ...]:
     """(E, A, α, B, β) of a law with every feature but N and D fixed: N-terms and D-terms summed.

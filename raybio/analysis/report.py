@@ -13,8 +13,10 @@ from __future__ import annotations
 from raybio.analysis.answer import answer_study
 from raybio.analysis.document import Bullets, Code, Document, Figure, Section, Table, Text, write_document
 from raybio.analysis.downstream import downstream_section
+from raybio.analysis.estimates import si
 from raybio.analysis.report_plots import draw_figures
 from raybio.analysis.report_tables import ReportTables, build_tables, has_probe
+from raybio.analysis.studies import study_sections
 from raybio.tune.record import SweepRecord
 
 HEADLINE = (
@@ -38,7 +40,8 @@ def sweep_document(record: SweepRecord) -> Document:
         record.fits = answer_study(record)
     t = build_tables(record)
     figs = draw_figures(record, t)
-    sections = [study_section(record, t), answer_section(t), results_section(record, t)]
+    own = study_sections(record)  # the study's own analysis (raybio.analysis.studies), e.g. scaling laws
+    sections = [study_section(record, t), answer_section(t, bool(own)), *own, results_section(record, t)]
     sections += [curves_section(t, figs), anatomy_section(t, figs)]
     if (downstream := downstream_section(record.results, record.axes, record.uri)) is not None:
         sections.append(downstream)
@@ -51,7 +54,7 @@ def study_section(record: SweepRecord, t: ReportTables) -> Section:
     m = meta.base["model"]
     items = [
         f"**Question:** {meta.question or '-'}",
-        f"**Swept:** {', '.join(f'{a} ∈ {v}' for a, v in meta.axes.items())} ({meta.search} search, "
+        f"**Swept:** {', '.join(f'{a} ∈ {axis_values(v)}' for a, v in meta.axes.items())} ({meta.search} search, "
         f"{len(record.results)} trials, {int(rows['seeds'].sum()) if len(rows) else 0} finished; {t.seeds})",
         f"**Budget:** {meta.budget or '-'}",
         f"**Run on:** {meta.machine}; trials' wall time {meta.wall_time_s or '?'} s (before the probe and analysis)",
@@ -68,8 +71,15 @@ def study_section(record: SweepRecord, t: ReportTables) -> Section:
     return Section("Study", [Bullets(items), Text(HEADLINE)])
 
 
-def answer_section(t: ReportTables) -> Section:
-    blocks: list = [] if t.claims else [Text("This study states no published claim: the results are descriptive.")]
+def axis_values(values: list) -> str:
+    """[1.5 T, 4.5 T] for large numbers (FLOP budgets), the values as written otherwise."""
+    big = all(isinstance(v, int | float) and not isinstance(v, bool) and abs(v) >= 1e4 for v in values)
+    return f"[{', '.join(si(v) for v in values)}]" if big and values else str(values)
+
+
+def answer_section(t: ReportTables, own_answer: bool = False) -> Section:
+    none = "its answer is in the next section" if own_answer else "the results are descriptive"
+    blocks: list = [] if t.claims else [Text(f"This study states no paired-seed claim: {none}.")]
     for claim, table in t.claims:
         blocks.append(Text(f"**Claim** ({claim['source']}): {claim['text']} — expected: treatment "
                            f"{claim['expected']} {claim['metric']} than the baseline."))  # fmt: skip
@@ -125,7 +135,7 @@ def curves_section(t: ReportTables, figs: dict[str, Figure]) -> Section:
 
 def anatomy_section(t: ReportTables, figs: dict[str, Figure]) -> Section:
     if t.anatomy.empty:
-        return Section("Router anatomy", [Text("No MoE trials in this sweep: nothing to route.")])
+        return Section("Router anatomy", [Text("No router anatomy: no MoE trials, or the study skips it.")])
     blocks: list = [Text(
         "Per layer, each expert's share of routed slots relative to a uniform share (1 = balanced), on a sample of "
         "tagged windows (modality, or source record); with two or more tags, the mean pairwise Jensen–Shannon "

@@ -15,9 +15,6 @@ independent draws.
   has 7 and needs three granularities of one MoE family. Dense runs get their own approach-3 fit.
 - `predict_loss`, `compute_optimal`, `efficiency_leverage`: derived answers. Each is an `Estimate` that
   carries no number when a parameter it rests on is not identified (rule in estimates.py).
-
-The previous API (fit_compute_law, fit_chinchilla, fit_routed, chinchilla_optimal_n) is re-exported from
-legacy_fits.py until report.py and study_fits.py stop calling it.
 """
 
 from __future__ import annotations
@@ -26,41 +23,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raybio.analysis.estimates import Estimate, derived
+from raybio.analysis.estimates import Estimate, derived, si
 from raybio.analysis.fitting import LawFit, fit_law
 from raybio.analysis.isoflop import IsoFlopFit, fit_isoflop
-from raybio.analysis.laws import (
-    CHINCHILLA,
-    GRANULAR_MOE,
-    chinchilla_form,
-    compute_for_loss,
-    compute_optimum,
-)
-from raybio.analysis.legacy_fits import (
-    SAME_SIZE,
-    Fit,
-    chinchilla_optimal_n,
-    fit_chinchilla,
-    fit_compute_law,
-    fit_routed,
-)
+from raybio.analysis.laws import CHINCHILLA, GRANULAR_MOE, chinchilla_form, compute_for_loss, compute_optimum
 
 __all__ = [
-    "SAME_SIZE",
     "Estimate",
-    "Fit",
     "IsoFlopFit",
     "LawFit",
     "Optimum",
-    "chinchilla_optimal_n",
     "compute_optimal",
     "efficiency_leverage",
     "fit_approach3",
-    "fit_chinchilla",
-    "fit_compute_law",
     "fit_granular_moe",
     "fit_isoflop",
-    "fit_routed",
     "predict_loss",
 ]
 
@@ -83,7 +60,16 @@ def predict_loss(fit: LawFit, **features: float) -> Estimate:
     """L̂ at one point (e.g. N=…, D=…): the full fit's prediction, the refits' 95 % interval."""
     point = float(fit.predict(**features)[0])
     draws = np.array([fit.predict(theta=row, **features)[0] for row in fit.boot_theta])
-    return derived(point, draws, fit.estimates, f"the loss at {features}")
+    where = ", ".join(f"{k} = {si(v)}" for k, v in features.items())
+    return derived(point, draws, resting_on(fit, features), f"the loss at {where}")
+
+
+def resting_on(fit: LawFit, fixed: dict[str, float]) -> dict[str, Estimate]:
+    """The parameters a quantity with these features fixed rests on: all but an exponent whose every feature is
+    fixed at 1 (x^−s = 1 for any s: Krajewski's γ at G = 1), whose identification cannot matter there."""
+    powers = [(s, f) for term in fit.law.terms for s, f in term.powers]
+    idle = {s for s, _ in powers} - {s for s, f in powers if fixed.get(f) != 1}
+    return {k: v for k, v in fit.estimates.items() if k not in idle}
 
 
 @dataclass(frozen=True)
@@ -102,13 +88,14 @@ def compute_optimal(fit: LawFit, compute: float, *, flops_per_param_token: float
     N_opt and D_opt do not depend on the floor E; L* does."""
     point = compute_optimum(*chinchilla_form(fit.law, fit.params, fixed), compute, flops_per_param_token)
     draws = compute_optimum(*chinchilla_form(fit.law, fit.boot_params(), fixed), compute, flops_per_param_token)
-    no_floor = {k: v for k, v in fit.estimates.items() if k != "E"}
-    what = f"the optimum at C = {compute:.3g}"
+    depends = resting_on(fit, fixed)
+    no_floor = {k: v for k, v in depends.items() if k != "E"}
+    what = f"the optimum at C = {si(compute, 'FLOP')}"
     return Optimum(
         compute=compute,
         n_params=derived(point[0], draws[0], no_floor, what),
         tokens=derived(point[1], draws[1], no_floor, what),
-        loss=derived(point[2], draws[2], fit.estimates, what),
+        loss=derived(point[2], draws[2], depends, what),
     )
 
 
@@ -129,6 +116,7 @@ def efficiency_leverage(
     n = min(len(dense.boot_theta), len(moe.boot_theta))
     d_boot = dense.law.public(dense.boot_theta[:n], dense.x0)
     m_boot = moe.law.public(moe.boot_theta[:n], moe.x0)
-    depends = {f"dense {k}": v for k, v in dense.estimates.items()} | {f"MoE {k}": v for k, v in moe.estimates.items()}
+    depends = {f"dense {k}": v for k, v in dense.estimates.items()}
+    depends |= {f"MoE {k}": v for k, v in resting_on(moe, fixed).items()}
     point = float(leverage(dense.params, moe.params))
-    return derived(point, leverage(d_boot, m_boot), depends, f"the leverage at C = {compute:.3g}")
+    return derived(point, leverage(d_boot, m_boot), depends, f"the leverage at C = {si(compute, 'FLOP')}")

@@ -15,6 +15,7 @@ from raybio.analysis.answer import answer_study
 from raybio.analysis.document import render
 from raybio.analysis.probe import ProbeSettings, probe_sweep
 from raybio.analysis.report import sweep_document
+from raybio.analysis.studies import analysis_of, study_fits
 from raybio.analysis.summary import publish_summary
 from raybio.analysis.utilisation import sweep_utilisation
 from raybio.models.blocks import has_experts
@@ -37,9 +38,10 @@ def analyse_sweep(record: SweepRecord) -> None:
         )
     if record.tb_dir:
         write_hparams(record.results, record.axes, record.tb_dir)
-    if any(has_experts(t.experiment.model.pattern) for t in trials):
+    study = analysis_of(record)
+    if any(has_experts(t.experiment.model.pattern) for t in trials) and (study is None or study.anatomy):
         record.anatomy = sweep_anatomy(trials, record.tb_dir)
-    record.fits = answer_study(record)
+    record.fits = answer_study(record) | study_fits(record)  # the study's own answer, e.g. scaling laws
     doc = sweep_document(record)
     publish_summary(doc, record.tb_dir)
     report = render(doc)

@@ -26,15 +26,17 @@ SMOKE = [
 ]
 
 
-def add_common_args(parser: argparse.ArgumentParser, default_name: str, default_search: str = "grid") -> None:
+def add_common_args(
+    parser: argparse.ArgumentParser, default_name: str, default_search: str = "grid", default_preset: str = "tiny"
+) -> None:
     """Flags every study accepts, by group: where, resources, model and budget, search, downstream, answer."""
-    _where_and_resources(parser, default_name)
+    _where_and_resources(parser, default_name, default_preset)
     _search(parser.add_argument_group("search"), default_search)
     _downstream_and_tracking(parser.add_argument_group("downstream evaluation and tracking (docs/evaluation.md)"))
     _answer(parser.add_argument_group("answer"))
 
 
-def _where_and_resources(parser: argparse.ArgumentParser, default_name: str) -> None:
+def _where_and_resources(parser: argparse.ArgumentParser, default_name: str, default_preset: str) -> None:
     g = parser.add_argument_group("where")
     g.add_argument("--data", nargs="+", metavar="URI", help="FASTA sources: paths, s3:// URIs or bundled:ecoli")
     g.add_argument("--storage", default="./runs", help="results root: local dir or s3:// URI (default ./runs)")
@@ -44,7 +46,12 @@ def _where_and_resources(parser: argparse.ArgumentParser, default_name: str) -> 
     g.add_argument("--cpus-per-worker", type=float, help="CPUs per worker (default 1)")
     g.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (default 0 = CPU training)")
     g = parser.add_argument_group("model and budget")
-    g.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model/train preset (default tiny)")
+    g.add_argument(
+        "--preset",
+        default=default_preset,
+        choices=sorted(PRESETS),
+        help=f"model/train preset (default {default_preset})",
+    )
     g.add_argument("--config", metavar="YAML", help="YAML merged over the preset")
     g.add_argument("--max-steps", type=int, help="optimizer steps per trial (equal token budget across trials)")
     g.add_argument("--seq-len", type=int, help="tokens per training window")
@@ -148,6 +155,7 @@ def base_experiment(args: argparse.Namespace, study: list[str] | None = None) ->
         "gpus_per_worker": "train.gpus_per_worker",
         "max_steps": "train.max_steps",
         "batch_size": "train.batch_size",
+        "flop_budget": "train.flop_budget",
     }
     for flag, path in flag_paths.items():
         value = getattr(args, flag)

@@ -57,6 +57,7 @@ class SweepMeta(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str
+    study: str = ""  # the sweeps/ script that ran it: its own analysis, if registered (raybio.analysis.studies)
     question: str = ""
     claims: list[Claim] = []
     axes: dict[str, list]

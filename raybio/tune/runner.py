@@ -18,7 +18,6 @@ from raybio.cluster import init_ray, machine_line, max_concurrent_trials
 from raybio.config import ExperimentConfig, validate
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
-from raybio.models.flops import flops_per_token
 from raybio.train.local import can_reset_peak_memory, train_in_process, trains_in_process
 from raybio.train.trainer import build_trainer
 from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback, console_first
@@ -49,9 +48,6 @@ class SweepSpec:
     metric: str | list[str] = "val_loss"
     mode: str | list[str] = "min"
     asha: bool = False
-    # None: every trial trains base.train.max_steps steps (equal tokens). A number: each
-    # trial gets the steps that spend this many training FLOPs (equal compute).
-    flop_budget: float | None = None
     seed: int = 0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     # Continue an interrupted sweep of the same name: finished trials are kept, not re-run.
@@ -65,9 +61,22 @@ class SweepSpec:
     probe: Literal["after", "off"] = "after"
     probe_steps: int = 10
     probe_rounds: int = 5
+    study: str = ""  # the sweeps/ script that ran it: its study-specific analysis (raybio.analysis.studies)
+
+    @property
+    def flop_budget(self) -> float | None:
+        """The base experiment's train.flop_budget: every trial gets the steps that spend it (equal compute)."""
+        return self.base.train.flop_budget
+
+    @property
+    def flop_budgeted(self) -> bool:
+        """Whether trials' steps come from a FLOP budget: the base's, or each trial's own (a train.flop_budget axis)."""
+        return bool(self.flop_budget) or "train.flop_budget" in self.axes
 
     @property
     def budget(self) -> str:
+        if "train.flop_budget" in self.axes:
+            return "own compute budget per trial (the train.flop_budget axis), each with its complete schedule"
         if self.flop_budget:
             return f"equal compute: {self.flop_budget:.3g} training FLOPs per trial"
         t = self.base.train
@@ -75,19 +84,11 @@ class SweepSpec:
         return f"equal tokens: {t.max_steps} steps = {tokens:,} tokens per trial"
 
 
-def steps_for_flop_budget(exp: ExperimentConfig, vocab_size: int, budget: float) -> int:
-    """Optimizer steps that spend `budget` training FLOPs with this model and batch."""
-    seq = exp.data.seq_len - (1 if exp.model.objective == "ntp" else 0)
-    per_step = flops_per_token(exp.model, seq, vocab_size).train * seq * exp.train.batch_size * exp.train.num_workers
-    return max(1, int(budget // per_step))
-
-
 def run_trial(
     config: dict,
     base: dict,
     storage_root_uri: str,
     train_storage: str,
-    flop_budget: float | None,
     aws_env: storage.AWSEnvironment,
     eval_tasks: list[str] | None = None,
     eval_seeds: int = 3,
@@ -102,9 +103,6 @@ def run_trial(
     # Idempotent: a no-op unless this trial's data config (e.g. seq_len) is new to the sweep.
     shards_uri = default_shards_uri(storage_root_uri, exp.data)
     manifest = prepare(exp.data, shards_uri, progress=False)
-    if flop_budget:
-        exp.train.max_steps = steps_for_flop_budget(exp, manifest.tokenizer.vocab_size, flop_budget)
-        exp.train.eval_every = 0
     name = f"trial_{tune.get_context().get_trial_id()}"
     if trains_in_process(exp):
         result = train_in_process(exp, shards_uri, manifest, train_storage, name, _report_to_tune)
@@ -185,7 +183,6 @@ def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tu
             base=spec.base.model_dump(),
             storage_root_uri=root,
             train_storage=storage.join(root, spec.name, "train_runs"),
-            flop_budget=spec.flop_budget,
             aws_env=storage.AWSEnvironment.capture(),  # through the object store: never logged
             eval_tasks=spec.eval_tasks,
             eval_seeds=spec.eval_seeds,
@@ -201,7 +198,7 @@ def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tu
         CSVLoggerCallback(),
         JsonLoggerCallback(),
         TensorBoardCallback(tb_dir),
-        ProgressLineCallback(list(spec.axes), None if spec.flop_budget else spec.base.train.max_steps),
+        ProgressLineCallback(list(spec.axes), None if spec.flop_budgeted else spec.base.train.max_steps),
         *tracker_callbacks(spec.tracker, spec.name),
     ]
     return tune.Tuner(
@@ -257,7 +254,7 @@ def _trial_retries(base: ExperimentConfig) -> int:
 
 # SweepMeta fields that are the SweepSpec's own, as run.
 META_FIELDS = ("name", "question", "claims", "axes", "search", "metric", "mode", "asha", "budget", "flop_budget",
-               "probe", "probe_steps", "probe_rounds", "tracker")  # fmt: skip
+               "probe", "probe_steps", "probe_rounds", "tracker", "study")  # fmt: skip
 
 
 def sweep_meta(spec: SweepSpec, *, wall_time_s: float, fit_wall_time_s: float, concurrency: int) -> SweepMeta:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from raybio.config import ExperimentConfig, deep_merge
+from raybio.config import PRESETS, ExperimentConfig, deep_merge
 from raybio.models.presets import PATTERN_PRESETS
 
 # Block patterns of the hybrid study (HyenaMoE §3), by name.
@@ -48,6 +48,23 @@ def _granularity(g: int, base: ExperimentConfig) -> dict:
     return {
         "model": {"moe": {"num_experts": moe.num_experts * g, "top_k": moe.top_k * g, "expert_hidden": hidden // g}}
     }
+
+
+def _size(preset: str, base: ExperimentConfig) -> dict:
+    """A model size of a preset ladder (e.g. micro-1 … micro-6): the preset's model shape, nothing else."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown size {preset!r}; choose a preset: {sorted(PRESETS)}")
+    return {"model": PRESETS[preset]["model"]}
+
+
+def _design(name: str, base: ExperimentConfig) -> dict:
+    """`dense` (SwiGLU FFN), or `moe_g<G>`: the base's E experts at granularity G (`_granularity`: E·G experts of
+    1/G the FFN's hidden size, top-k·G), so every design has the dense model's active FFN compute."""
+    if name == "dense":
+        return _experts(1, base)
+    if not name.startswith("moe_g") or not name.removeprefix("moe_g").isdigit():
+        raise ValueError(f"unknown design {name!r}; use dense or moe_g<G> (moe_g1, moe_g2, …)")
+    return deep_merge({"model": {"pattern": "A"}}, _granularity(int(name.removeprefix("moe_g")), base))
 
 
 def _variant(name: str, base: ExperimentConfig) -> dict:
@@ -99,6 +116,8 @@ AXES: dict[str, Callable[[object, ExperimentConfig], dict]] = {
     "experts": _experts,
     "granularity": _granularity,
     "variant": _variant,
+    "size": _size,
+    "design": _design,
     "variant_equal_params": _variant_equal_params,
     "router": _router,
     "top_k": lambda k, base: {"model": {"moe": {"top_k": k}}},
@@ -126,11 +145,14 @@ def dotted(path: str, value: object) -> dict:
 
 
 def overrides_for(params: dict, base: ExperimentConfig) -> dict:
-    """Config overrides for one trial's axis values (named axes or dotted paths)."""
+    """Config overrides for one trial's axis values (named axes or dotted paths), in order: a named axis sees
+    the experiment the axes before it made (a design's experts split the FFN of the size chosen before it)."""
+    from raybio.config import validate
+
     out: dict = {}
     for name, value in params.items():
         if name in AXES:
-            part = AXES[name](value, base)
+            part = AXES[name](value, validate(deep_merge(base.model_dump(), out)) if out else base)
         elif "." in name:
             part = dotted(name, value)
         else:
