@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from raybio.analysis.document import Figure, Section, Table
-from raybio.analysis.downstream import add_section, downstream_section
+from raybio.analysis.downstream import downstream_section
 
 
 def sweep_results() -> pd.DataFrame:
@@ -41,9 +41,6 @@ def test_downstream_section_has_the_trials_table_one_figure_per_axis_and_the_eva
     assert all(isinstance(f, Figure) and f.png.startswith(b"\x89PNG") for f in section.figures())
 
 
-def test_no_downstream_results_give_no_section_and_the_old_splice_still_says_so(tmp_path):
+def test_no_downstream_results_give_no_section(tmp_path):
     df = sweep_results().drop(columns=[c for c in sweep_results() if c.startswith("downstream/")])
     assert downstream_section(df, [], str(tmp_path)) is None
-    md, html = add_section("# r\n\n## Reproduce\n", "<h2>Reproduce</h2>", df, [], str(tmp_path), str(tmp_path))
-    assert md.index("## Downstream") < md.index("## Reproduce") and "No downstream evaluation" in md
-    assert html.index("<h2>Downstream</h2>") < html.index("<h2>Reproduce</h2>")

@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 REPORT_SECTIONS = ["## Study", "## Answer", "## Results", "## Loss, throughput and memory", "## Router anatomy",
-                   "## Downstream", "## Reproduce"]  # fmt: skip
+                   "## Reproduce"]  # fmt: skip
 
 
 def run_smoke(study: str, root: Path, *extra: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import re
 from dataclasses import dataclass, field
 
@@ -105,6 +106,16 @@ def _md_block(block: Block) -> list[str]:
     if isinstance(block, Figure):
         return [f"![{block.caption or block.name}]({block.name})"]
     return ["```", block.text, "```"]
+
+
+def png(fig) -> bytes:
+    """PNG bytes of a matplotlib figure (closed afterwards): what a `Figure` block holds."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------- HTML

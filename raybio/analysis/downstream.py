@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from raybio.analysis.document import Figure, Section, Table, Text, _html_section, _md_section
+from raybio.analysis.document import Figure, Section, Table, Text, png
 from raybio.data import storage
 
 NOTE = (
@@ -23,15 +23,6 @@ NOTE = (
     "are bootstrap 95 % CIs over test examples. The Genomic Benchmarks copies are the official test split "
     "re-split 80/20: published numbers are context only."
 )
-
-
-def png(fig) -> bytes:
-    """PNG bytes of a matplotlib figure (closed afterwards)."""
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _read_csv(uri: str) -> pd.DataFrame | None:
@@ -93,21 +84,3 @@ def downstream_section(df: pd.DataFrame, axes: list[str], sweep_uri: str) -> Sec
                 name = f"downstream_{stem}_vs_{x}.png"
                 blocks.append(Figure(name, plot_score(ok, x, col), name))
     return Section("Downstream", blocks)
-
-
-def add_section(
-    md: str, html_doc: str, df: pd.DataFrame, axes: list[str], sweep_uri: str, out_dir: str
-) -> tuple[str, str]:
-    """Insert the Downstream section before "Reproduce" in both documents and write its PNGs.
-
-    Transitional: the sweep report will add `downstream_section` to its Document instead.
-    """
-    section = downstream_section(df, axes, sweep_uri)
-    if section is None:
-        text = "No downstream evaluation in this sweep (run it with --eval-tasks, or `raybio evaluate <sweep dir>`)."
-        section = Section("Downstream", [Text(text)])
-    for fig in section.figures():
-        storage.write_bytes_atomic(storage.join(out_dir, fig.name), fig.png)
-    md = md.replace("## Reproduce", "\n".join(_md_section(section, 2)) + "\n## Reproduce", 1)
-    html_doc = html_doc.replace("<h2>Reproduce</h2>", "\n".join(_html_section(section, 2)) + "\n<h2>Reproduce</h2>", 1)
-    return md, html_doc

@@ -16,8 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from raybio.analysis.document import Bullets, Document, Figure, Section, Table, Text, write_document
-from raybio.analysis.downstream import png
+from raybio.analysis.document import Bullets, Document, Figure, Section, Table, Text, png, write_document
 from raybio.data import storage
 from raybio.data.config import DataConfig
 from raybio.evaluate.protocols import EvalConfig

@@ -3,8 +3,6 @@ as dots with error bars (never a line through categories); seeds are replicates 
 
 from __future__ import annotations
 
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -13,19 +11,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from raybio.analysis.document import Figure
+from raybio.analysis.document import Figure, png
 from raybio.analysis.report_tables import ReportTables, has_probe
 from raybio.tune.record import SweepRecord
 
 EMA_HALF_LIFE_REPORTS = 3  # smoothing of the training-loss curves, in reports
 Z95 = 1.96
-
-
-def png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def log_axis(ax, axis: str = "x", unit: str = "") -> None:
