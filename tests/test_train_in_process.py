@@ -117,6 +117,23 @@ def _registered(run: Path) -> list[str]:
     return [c["name"] for c in json.loads((run / REGISTRY).read_text())["checkpoints"]]
 
 
+def test_a_streamed_corpus_trains_as_the_same_corpus_read_whole(lambda_corpus, tmp_path):
+    uri, manifest, _ = lambda_corpus
+    losses = {}
+    for loader in ("memory", "stream"):  # in read order: the two paths then deal the same batches
+        exp = load_config(
+            "tiny", overrides=[*SMOKE, "train.max_steps=10", "data.shuffle_buffer=0", f"data.loader={loader}"]
+        )
+        reports: list[dict] = []
+        _one_thread(
+            lambda exp=exp, r=reports: train_in_process(exp, uri, manifest, str(tmp_path), exp.data.loader, r.append)
+        )
+        losses[loader] = {r["step"]: (r["loss"], r["val_loss"]) for r in reports}
+    assert list(losses["stream"]) == list(losses["memory"]) == [5, 10]
+    for step, (loss, val) in losses["memory"].items():
+        assert losses["stream"][step] == pytest.approx((loss, val), rel=1e-6)
+
+
 @pytest.mark.parametrize(
     ("overrides", "in_process"),
     [
