@@ -1,8 +1,8 @@
 """Each benchmark's `--quick` mode runs to the end and prints, as its last line, the JSON summary
 with the ratios its issue names, every one a finite positive number and its goal recorded.
 
-The MoE benchmark runs in the default suite; the others start their own Ray cluster or
-time 32k-token blocks for over a minute, so they are `slow` (`make test-all`)."""
+The MoE layer and training-step benchmarks run in the default suite; the others start their own Ray
+cluster or time 32k-token blocks for over a minute, so they are `slow` (`make test-all`)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def test_moe_layer_quick_reports_both_headline_ratios():
     assert summary["conditions"]["goals"] == dict(zip(names, [3.0, 0.7], strict=True))
 
 
+def test_train_step_quick_reports_its_ratios_and_every_contenders_throughput():
+    summary = run_quick("train_step.py", timeout=900)
+    assert_ratios(
+        summary, "train_step", ["compiled_over_eager", "raybio_over_hf_moe", "raybio_over_hf_dense", "mfu_cpu"]
+    )
+    contenders = ["raybio_eager", "raybio_compiled", "bare_eager", "bare_compiled", "hf_eager", "hf_compiled"]
+    want = {f"{c}_{family}_micro" for c in contenders for family in ("dense", "moe")}
+    assert set(summary["tokens_per_s"]) == want
+    assert all(math.isfinite(v) and v > 0 for v in summary["tokens_per_s"].values())
+    assert summary["conditions"]["gemm_peak_flops"] > 0 and summary["conditions"]["load_1m_at_end"] >= 0
+
+
 @pytest.mark.slow
 def test_hyena_vs_attention_quick_reports_its_three_ratios(tmp_path):
     summary = run_quick("hyena_vs_attention.py", "--out", str(tmp_path), timeout=600)
@@ -74,3 +86,13 @@ def test_finetune_quick_reports_throughput_ratio_and_evaluate_wall_time():
     names = ["finetune_over_bare_torch", "evaluate_tiny_all_tasks_s"]
     assert_ratios(summary, "finetune", names)
     assert summary["conditions"]["goals"] == dict(zip(names, [0.9, 600.0], strict=True))
+
+
+@pytest.mark.slow
+def test_sweep_pair_quick_reports_sweep_over_bare_with_both_measurements():
+    summary = run_quick("sweep_pair.py", timeout=600)
+    assert_ratios(summary, "sweep_pair", ["sweep_over_bare"])
+    c = summary["conditions"]
+    assert c["goals"] == {"sweep_over_bare": 0.8} and len(c["sweep_per_trial"]) == 2
+    assert len(c["bare_pair_before"]) == len(c["bare_pair_after"]) == 2
+    assert c["sweep_over_bare"] == pytest.approx(c["sweep_tokens_per_s"] / c["bare_pair_tokens_per_s"])

@@ -14,7 +14,7 @@ from raybio.models.model import BioLM
 from raybio.models.moe import moe_layers
 from raybio.models.moe.backends import grouped_mm
 from raybio.train import checkpoint
-from raybio.train.engine import build_engine, compile_blocks, compile_enabled
+from raybio.train.engine import COMPILE_MIN_STEPS, build_engine, compile_blocks, compile_enabled
 from raybio.train.state import TrainState, rng_state
 
 
@@ -96,9 +96,13 @@ def test_a_compiled_runs_checkpoint_loads_into_an_uncompiled_model(tmp_path):
         torch.testing.assert_close(uncompiled.raw_model(ids).logits, engine.raw_model(ids).logits)
 
 
-def test_compile_auto_is_decided_per_device_and_true_needs_ddp():
-    ddp = load_config("tiny").train
-    assert ddp.compile == "auto"
-    assert compile_enabled(ddp.model_copy(update={"compile": False}), torch.device("cuda")) is False
+def test_compile_auto_compiles_long_ddp_runs_only_and_true_needs_ddp():
+    tiny, long = load_config("tiny").train, load_config("omni-20m").train
+    assert tiny.compile == long.compile == "auto"
+    assert not compile_enabled(tiny) and tiny.max_steps < COMPILE_MIN_STEPS  # 200 steps: the warm-up would not pay
+    assert compile_enabled(long) and long.max_steps >= COMPILE_MIN_STEPS
+    assert not compile_enabled(long.model_copy(update={"engine": "deepspeed"}))
+    assert not compile_enabled(long.model_copy(update={"compile": False}))
+    assert compile_enabled(tiny.model_copy(update={"compile": True}))
     with pytest.raises(ConfigError, match=r"train\.compile=true needs train\.engine=ddp"):
         load_config("tiny", overrides=["train.engine=deepspeed", "train.compile=true"])
