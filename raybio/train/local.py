@@ -43,7 +43,8 @@ def reset_peak_memory() -> None:
     earlier run in the process freed back to the OS, so a reused trial process reports its own run's peak."""
     gc.collect()
     if can_reset_peak_memory():
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap pages resident until trimmed
+        with contextlib.suppress(OSError, AttributeError):  # glibc only (it keeps freed heap pages resident)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         PEAK_RSS_RESET.write_text("5")
 
 
