@@ -224,8 +224,7 @@ def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tu
             # that Tune prints a status table every 30 s and every metric of each finished trial; raybio prints
             # one line per trial start, validation and end instead (ProgressLineCallback).
             verbose=0,
-            # Worker and node failures are retried inside the Train run (train.max_failures); this restarts a
-            # trial once more when its driver itself was lost, and its Train run resumes from its checkpoint.
+            # Restarts of a failed trial, each resuming its run from its newest checkpoint (_trial_retries).
             failure_config=tune.FailureConfig(max_failures=_trial_retries(spec.base)),
         ),
     )
