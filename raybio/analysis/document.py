@@ -86,6 +86,11 @@ def to_markdown(doc: Document) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def section_markdown(section: Section, level: int = 2) -> str:
+    """One section (and its subsections) as Markdown, its title at heading `level`."""
+    return "\n".join(_md_section(section, level)).rstrip() + "\n"
+
+
 def _md_section(section: Section, level: int) -> list[str]:
     lines = [f"{'#' * level} {section.title}", ""]
     for block in section.blocks:

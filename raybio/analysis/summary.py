@@ -13,7 +13,7 @@ import io
 from rich.console import Console
 from rich.markdown import Markdown
 
-from raybio.analysis.document import Document, Section, Table, to_markdown
+from raybio.analysis.document import Document, Section, Table, section_markdown
 
 SUMMARY_SECTIONS = ("Answer", "Results")
 
@@ -34,7 +34,7 @@ def publish_summary(doc: Document, tb_dir: str, console: Console | None = None) 
     from torch.utils.tensorboard import SummaryWriter
 
     summary = summary_document(doc)
-    parts = {s.title: to_markdown(Document(s.title, [s])) for s in summary.sections}
+    parts = {s.title: section_markdown(s) for s in summary.sections}
     (console or Console(width=160)).print(Markdown("\n".join(parts.values())))
     if not tb_dir:
         return
