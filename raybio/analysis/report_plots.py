@@ -45,38 +45,47 @@ def draw_figures(record: SweepRecord, tables: ReportTables) -> dict[str, Figure]
         figs.append(Figure("throughput_per_config.png", plot_throughput(rows), "probe tokens/s per config"))
         figs.append(Figure("memory_per_config.png", plot_memory(rows), "probe peak memory per config"))
         figs.append(Figure("pareto.png", plot_pareto(rows, tables.front), "Pareto front"))
-    titles = dict(zip(record.results["trial_id"], record.results["trial_config"], strict=True))
-    for trial_id, trial in record.anatomy.items():
-        title = titles.get(trial_id, trial_id)
+    # One heatmap per config (its first seed); the anatomy table lists every trial.
+    first = record.results[record.results["trial_id"].isin(record.anatomy)].drop_duplicates("config")
+    for trial_id, title in zip(first["trial_id"], first["trial_config"], strict=True):
+        trial = record.anatomy[trial_id]
         figs.append(Figure(f"anatomy_{trial_id}.png", plot_anatomy(trial, title), f"router anatomy: {title}"))
     return {f.name: f for f in figs}
 
 
 def plot_loss_curves(hist: pd.DataFrame, tables: ReportTables) -> bytes:
-    """Validation loss vs cumulative training compute per config (mean over seeds), train loss faint."""
-    fig, ax = plt.subplots(figsize=(8, 4.6))
+    """Two panels against cumulative training compute, per config (mean over seeds): the training objective
+    (80/10/10 MLM, EMA-smoothed) and the validation headline at each evaluation with 95 % bars over seeds.
+    They are different quantities, so they do not share an axis."""
     hist = hist.assign(config=hist["trial_id"].map(tables.labels))
     at_eval = hist[(hist["step"] == hist["val_step"]) & (hist["train_flops_cum"] > 0)]
+    curve = at_eval["step"].nunique() > 1  # validated at the end only: the per-config figure shows it
+    fig, axs = plt.subplots(1, 2 if curve else 1, figsize=(11 if curve else 6.5, 4.2), squeeze=False)
+    a1, a2 = axs[0, 0], axs[0, -1]
     for i, (label, h) in enumerate(hist.groupby("config", sort=False)):
         color = f"C{i % 10}"
-        for _, trial in h.groupby("trial_id"):
-            t = trial.sort_values("step")
-            ax.plot(t["train_flops_cum"], t["loss"].ewm(halflife=EMA_HALF_LIFE_REPORTS).mean(), color=color, lw=0.8,
-                    alpha=0.3)  # fmt: skip
+        train = h.sort_values("step").groupby("step")
+        smooth = train["loss"].mean().ewm(halflife=EMA_HALF_LIFE_REPORTS).mean()
+        a1.plot(train["train_flops_cum"].mean(), smooth, color=color, lw=1.2, label=label)
+        if not curve:
+            continue
         v = at_eval[at_eval["trial_id"].isin(h["trial_id"])].groupby("step")
         mean, sd, n = v["val_loss"].mean(), v["val_loss"].std(), v["val_loss"].count()
         err = Z95 * (sd / np.sqrt(n)).where(n > 1, 0.0)
-        ax.errorbar(v["train_flops_cum"].mean(), mean, yerr=err, fmt="o-", color=color, ms=4, lw=1.4, capsize=3,
+        a2.errorbar(v["train_flops_cum"].mean(), mean, yerr=err, fmt="o-", color=color, ms=4, lw=1.2, capsize=3,
                     label=label)  # fmt: skip
-    if tables.rows["val_unigram_loss"].notna().any():
-        unigram = tables.rows["val_unigram_loss"].mean()
-        ax.axhline(unigram, color="0.4", ls=":", lw=1, label="unigram loss, same positions")
-    log_axis(ax, "x", "FLOP")
-    ax.set(xlabel="cumulative training compute", ylabel="loss (nats)",
-           title="validation loss (headline metric) vs compute; bars: 95 % CI over seeds")  # fmt: skip
-    ax.plot([], [], color="0.5", lw=0.8, alpha=0.5, label="train loss (80/10/10), EMA")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.grid(alpha=0.3, which="both")
+    a1.set(ylabel="training loss (80/10/10, EMA; nats)", title="training objective")
+    if curve:
+        if tables.rows["val_unigram_loss"].notna().any():
+            unigram = tables.rows["val_unigram_loss"].mean()
+            a2.axhline(unigram, color="0.4", ls=":", lw=1, label="unigram, same positions")
+        a2.set(ylabel="validation loss, headline (nats)", title="validation (95 % CI over seeds)")
+    for ax in axs[0]:
+        log_axis(ax, "x", "FLOP")
+        ax.set_xlabel("cumulative training compute")
+        ax.grid(alpha=0.3, which="both")
+    a2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
     return png(fig)
 
 
