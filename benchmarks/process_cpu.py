@@ -30,12 +30,21 @@ ROLES = [
     ("probe", r"^ray::(_?probe|time_config|time_steps)"),
     ("new Ray worker (starting, importing)", r"^ray::IDLE|default_worker\.py|setup_worker\.py"),
     ("Ray Train controller", r"^ray::(TrainController|Controller)"),
-    ("Ray Data (split coordinator, reads, stats)", r"^ray::(SplitCoordinator|ReadParquet|_StatsActor|MapBatches|"
-     r"DatasetsManager|DatasetManager|Read|_get_datasource|_execute_read)"),
-    ("Tune/Train helper actors (queue, sync, cleanup)", r"^ray::(_QueueActor|Queue|SynchronizationActor|"
-     r"PlacementGroupCleaner|StateActor|_TuneControllerActor|TrainStateActor|.*Actor)"),
-    ("Ray services (GCS, raylet, dashboard, monitors)", r"gcs_server|raylet|dashboard|log_monitor|monitor\.py|"
-     r"runtime_env|agent\.py|ray::DashboardAgent|ray::RuntimeEnvAgent"),
+    (
+        "Ray Data (split coordinator, reads, stats)",
+        r"^ray::(SplitCoordinator|ReadParquet|_StatsActor|MapBatches|"
+        r"DatasetsManager|DatasetManager|Read|_get_datasource|_execute_read)",
+    ),
+    (
+        "Tune/Train helper actors (queue, sync, cleanup)",
+        r"^ray::(_QueueActor|Queue|SynchronizationActor|"
+        r"PlacementGroupCleaner|StateActor|_TuneControllerActor|TrainStateActor|.*Actor)",
+    ),
+    (
+        "Ray services (GCS, raylet, dashboard, monitors)",
+        r"gcs_server|raylet|dashboard|log_monitor|monitor\.py|"
+        r"runtime_env|agent\.py|ray::DashboardAgent|ray::RuntimeEnvAgent",
+    ),
     ("driver", r"sweeps/|benchmarks/|raybio "),
 ]
 
