@@ -16,13 +16,14 @@ trains a copy of the same weights on the same causal (next-token) batches of 16 
 
 Before timing, the HF model's logits and loss are checked equal to raybio's (the MoE side trains without
 router aux / z losses, which HF's default Mixtral does not compute either). Contenders take turns
-(A B C ... A B C ...) over rounds after their warm-up (which includes compilation, and is reported); the
-summary gives medians with min/max over rounds and `os.getloadavg()` per round. The machine's fp32 GEMM peak
-is measured in the same run (best `torch.mm` GFLOP/s); MFU = tokens/s x raybio's analytic training FLOPs
-per token (raybio/models/flops.py) / that peak.
+(A B C ... A B C ...) over rounds after their warm-up (which includes compilation, and is reported), each
+turn starting with one untimed step (the switch from the previous contender's memory); the summary gives
+medians with min/max over rounds and `os.getloadavg()` per round. The machine's fp32 GEMM peak is
+measured in the same run (best `torch.mm` GFLOP/s); MFU = tokens/s x raybio's analytic training FLOPs per
+token (raybio/models/flops.py) / that peak.
 
 The last line is the JSON summary: ratios `raybio_over_hf_dense`, `raybio_over_hf_moe` (raybio with
-`train.compile` at its default for this device over HF eager; d_model 256 x 4 layers; `_tiny` for the tiny
+`train.compile` at its default for the tiny preset's run over HF eager; d_model 256 x 4 layers; `_tiny` for the tiny
 preset), `compiled_over_eager` (raybio compiled / eager, tiny preset, dense), `mfu_cpu` (raybio default,
 d_model 256 x 4 layers, dense), and every contender's tokens/s. `--full` and `--quick` add `sweep_over_bare`
 (two raybio sweep trials at once over two bare loops at once, benchmarks/sweep_pair.py: the demo's 160-step
@@ -220,6 +221,7 @@ def measure(name: str, model: dict, family: str, args) -> dict:
     loads = []
     for r in range(args.rounds):
         for cname, step in steps.items():
+            step(batches[r % len(batches)])  # untimed: the switch from the previous contender (caches, allocator)
             t = time.perf_counter()
             for i in range(args.steps):
                 step(batches[(r + i) % len(batches)])

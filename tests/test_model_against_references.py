@@ -63,5 +63,5 @@ def test_config_errors_name_the_field_and_the_allowed_values(override, message):
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"unknown preset 'huge'; choose one of \['omni-116m'"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'huge'; choose one of \[.*'omni-116m'.*'tiny'\]"):
         load_config("huge")

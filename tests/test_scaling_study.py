@@ -27,7 +27,7 @@ from raybio.tune.space import trial_experiment
 
 DENSE = {"E": 1.1, "A": 20.0, "alpha": 0.35, "B": 25.0, "beta": 0.3}
 MOE = {"E": 1.1, "A": 8.0, "g": 8.0, "gamma": 0.5, "alpha": 0.35, "B": 25.0, "beta": 0.3}
-BUDGETS = [1e12, 3e12, 9e12]
+BUDGETS = [6e10, 1.8e11, 5.4e11]
 SIZES = ["micro-1", "micro-2", "micro-3", "micro-4", "micro-5", "micro-6"]
 DESIGNS = ["dense", "moe_g1", "moe_g2", "moe_g4"]
 NOISE = 0.002
@@ -148,15 +148,17 @@ def test_predicted_vs_measured_is_a_hit_only_inside_the_interval_and_within_one_
 
 def test_the_report_draws_every_figure_and_states_the_answers(grid):
     record, laws = grid
-    record.fits = {"laws": laws}
+    record.fits = {"laws": json.loads(json.dumps(laws, sort_keys=True))}  # as fits.json keeps it
     doc = sweep_document(record)
     names = {f.name for f in doc.figures()}
     assert {"isoflop.png", "n_opt.png", "law_fit.png", "dense_vs_moe.png", "check.png"} <= names
     md = to_markdown(doc)
-    assert "## Scaling laws" in md and f"### Predictive check at {4 * max(BUDGETS) / 1e12:.3g} TFLOP" in md
-    assert "train.flop_budget ∈ [1 T, 3 T, 9 T]" in md
+    assert "## Scaling laws" in md and "### Predictive check at 2.16 TFLOP" in md
+    assert "train.flop_budget ∈ [60 G, 180 G, 540 G]" in md
     assert "e+" not in scaling_report.console_text(laws)  # human units: no raw exponents
     assert "Extrapolation warning" in md
+    a_row = next(line for line in md.splitlines() if line.startswith("| A "))  # the dense law's (first) table
+    assert a_row.rstrip(" |").endswith(f"{np.exp(laws['dense']['theta'][1]):.4f}")  # A's term at the centre, not E's
 
 
 def test_runs_at_one_size_leave_the_laws_not_identified_and_pick_nothing(tmp_path):
@@ -170,3 +172,13 @@ def test_runs_at_one_size_leave_the_laws_not_identified_and_pick_nothing(tmp_pat
         laws["isoflop"]["dense"]["minima"][0]["why"]  # fmt: skip
     text = scaling_report.console_text(laws)
     assert "not identified" in text and "No design picked" in text
+
+
+def test_a_design_splits_the_ffn_of_its_size_whatever_the_axis_order():
+    """Records come back from sweep.json with their axes sorted: the result must not depend on the order."""
+    params = {BUDGET_AXIS: 1e12, "size": "micro-1", "design": "moe_g2"}
+    a = trial_experiment(base(), params)
+    b = trial_experiment(base(), dict(reversed(params.items())))
+    assert a == b
+    d = load_config("micro-1").model.d_model
+    assert (a.model.d_model, a.model.moe.num_experts, a.model.moe.top_k, a.model.moe.expert_hidden) == (d, 8, 2, 2 * d)

@@ -12,7 +12,7 @@ import pandas as pd
 from raybio.analysis import scaling_plots
 from raybio.analysis.document import Bullets, Document, Section, Table, Text, to_markdown
 from raybio.analysis.estimates import si
-from raybio.analysis.scaling_study import TOLERANCE, runs_table
+from raybio.analysis.scaling_study import LAWS, TOLERANCE, runs_table
 from raybio.tune.record import SweepRecord
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -45,8 +45,8 @@ def parameter_formats(name: str):
 def law_table(fit: dict) -> pd.DataFrame:
     """One row per parameter: estimate [95 % interval] or not identified (why), and, for a coefficient, its term
     at the runs' centre in nats (what the runs determine; the papers' unit extrapolates it to N = 1)."""
-    names = list(fit["estimates"])
-    n_coef = len(names) - sum(n in ("alpha", "beta", "gamma") for n in names)
+    law = LAWS[fit["law"]]  # its parameter order (fits.json comes back with its keys sorted)
+    names, n_coef = law.names, len(law.coefs)
     rows = []
     for i, name in enumerate(names):
         est = fit["estimates"][name]

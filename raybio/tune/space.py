@@ -144,19 +144,26 @@ def dotted(path: str, value: object) -> dict:
     return tree
 
 
+# Named axes that derive their values from the model the other axes made (the FFN a design's experts split, the
+# parameter count a variant matches): applied after every other axis, so the result never depends on axis order
+# (a record's axes come back from sweep.json in sorted order).
+DERIVED = ("granularity", "design", "variant_equal_params")
+
+
 def overrides_for(params: dict, base: ExperimentConfig) -> dict:
-    """Config overrides for one trial's axis values (named axes or dotted paths), in order: a named axis sees
-    the experiment the axes before it made (a design's experts split the FFN of the size chosen before it)."""
+    """Config overrides for one trial's axis values (named axes or dotted paths): every axis against the base,
+    then the DERIVED ones against the experiment the others made."""
     from raybio.config import validate
 
+    if unknown := [n for n in params if n not in AXES and "." not in n]:
+        raise ValueError(f"unknown sweep axis {unknown[0]!r}; use one of {sorted(AXES)} or a dotted config path")
     out: dict = {}
-    for name, value in params.items():
-        if name in AXES:
-            part = AXES[name](value, validate(deep_merge(base.model_dump(), out)) if out else base)
-        elif "." in name:
+    for name in sorted(params, key=lambda n: n in DERIVED):  # stable: the others first, in their order
+        value = params[name]
+        if name not in AXES:
             part = dotted(name, value)
         else:
-            raise ValueError(f"unknown sweep axis {name!r}; use one of {sorted(AXES)} or a dotted config path")
+            part = AXES[name](value, validate(deep_merge(base.model_dump(), out)) if name in DERIVED and out else base)
         out = deep_merge(out, part)
     return out
 
