@@ -200,7 +200,7 @@ def bench_loader(shards_uri: str, manifest, batch_size: int, rounds: int, times:
 
 
 def bench_data_wait(exp, shards_uri: str, manifest, storage_path: str, steps: int) -> dict:
-    from raybio.train.trainer import build_trainer
+    from raybio.train.ray_trainer import build_trainer
 
     window = max(5, steps // 2)
     exp = exp.model_copy(deep=True)

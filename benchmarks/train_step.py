@@ -4,7 +4,7 @@ For each config (d_model 256 x 4 layers, and the tiny preset; `--quick`: a micro
 family (dense `D` blocks; MoE `A` blocks, 8 experts, top-2), one seeded BioLM is built and every contender
 trains a copy of the same weights on the same causal (next-token) batches of 16 x 256 input tokens:
 
-- raybio_eager, raybio_compiled: raybio's step exactly as a worker takes it — `raybio.train.loop.TrainStep`
+- raybio_eager, raybio_compiled: raybio's step exactly as a worker takes it — `raybio.train.trainer.TrainStep`
   (Targets, forward, the all-ranks finite flag, the DDP engine's backward, clipping, fused AdamW with the
   on-device skip, the device LR schedule) plus the `StepWindow` read every 10 steps as at a report —
   with `train.compile` false and true;
@@ -52,9 +52,9 @@ from raybio.config import ExperimentConfig, load_config
 from raybio.models.flops import flops_per_token
 from raybio.models.model import BioLM
 from raybio.train.engine import build_engine, compile_enabled
-from raybio.train.loop import TrainStep
 from raybio.train.metrics import StepWindow
 from raybio.train.targets import Targets
+from raybio.train.trainer import TrainStep
 
 GOALS = {
     "raybio_over_hf_moe": 1.2,

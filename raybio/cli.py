@@ -24,7 +24,7 @@ def _prepare(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from raybio.cluster import init_ray
     from raybio.data.prepare import default_shards_uri, prepare
-    from raybio.train.trainer import ProgressLine, build_trainer
+    from raybio.train.ray_trainer import ProgressLine, build_trainer
 
     exp = load_config(args.preset, args.config, args.set)
     root = storage.absolute(args.storage)
@@ -81,7 +81,7 @@ def _export(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     import time
 
-    from raybio.analysis.evaluation_report import write_evaluation_report
+    from raybio.analysis.downstream_report import write_downstream_report
     from raybio.cluster import machine_line
     from raybio.evaluate.protocols import EvalConfig
     from raybio.evaluate.routing_change import write_routing_change
@@ -105,7 +105,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.routing_change:
         routing = write_routing_change(checkpoints, list(result.tasks.values()), cfg, args.out)
     wall = f"{machine_line()}; wall time {time.time() - t0:.0f} s"
-    report = write_evaluation_report(args.out, result, cfg, args.seeds, protocols, wall, checkpoints, routing)
+    report = write_downstream_report(args.out, result, cfg, args.seeds, protocols, wall, checkpoints, routing)
     print(f"rows: {args.out}/downstream.csv, summary: {args.out}/downstream_summary.csv, report: {report}")
 
 

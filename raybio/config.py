@@ -62,7 +62,7 @@ class TrainConfig(Strict):
     compile: bool | Literal["auto"] = "auto"
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(100, ge=0, description="validate every N steps (a multiple of log_every; 0 = at the end)")
-    # The validation sample (raybio/train/evaluation.py): windows stratified by source and modality (all of the
+    # The validation sample (raybio/train/validation.py): windows stratified by source and modality (all of the
     # split when it has fewer), each masked `eval_mask_draws` times at fixed positions (more positions scored).
     eval_windows: int = Field(1024, ge=1)
     eval_mask_draws: int = Field(2, ge=1)

@@ -157,7 +157,7 @@ def test_a_split_read_whole_holds_the_rows_the_stream_yields_in_its_order(multio
         whole = torch.cat([b["tokens"] for b in iter_batches(read_whole(c.uri, c.manifest, split, **kwargs), 16)])
         assert torch.equal(whole, streamed), (split, kwargs)
     val = read_whole(c.uri, c.manifest, "val")
-    assert [t.num_rows for t in val.iter_batches(batch_size=7)][:1] == [7]  # tables, as the Evaluator reads them
+    assert [t.num_rows for t in val.iter_batches(batch_size=7)][:1] == [7]  # tables, as the Validator reads them
     assert val.table.column_names == ["tokens", "modality", "source"]
 
 

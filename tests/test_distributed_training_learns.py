@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raybio.config import deep_merge, validate
-from raybio.train.trainer import build_trainer
+from raybio.train.ray_trainer import build_trainer
 
 
 def test_two_worker_trainer_learns_below_the_untrained_loss(ray_local, lambda_corpus, tmp_path):

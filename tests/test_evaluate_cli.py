@@ -77,7 +77,7 @@ def test_a_rerun_reuses_the_rows_a_failed_run_finished(tmp_path, monkeypatch):
 def test_report_says_how_each_checkpoint_was_pretrained(tmp_path):
     import json
 
-    from raybio.analysis.evaluation_report import pretraining
+    from raybio.analysis.downstream_report import pretraining
     from raybio.config import load_config
     from raybio.models.model import BioLM
     from raybio.train.checkpoint import TRAIN_STATE

@@ -16,7 +16,7 @@ import ray.cloudpickle
 import ray.train
 
 from raybio.config import deep_merge, validate
-from raybio.train.trainer import build_trainer
+from raybio.train.ray_trainer import build_trainer
 
 MAX_STEPS, LOG_EVERY, CHECKPOINT_EVERY, KILL_AFTER = 40, 2, 8, 12
 

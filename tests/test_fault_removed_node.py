@@ -23,7 +23,7 @@ from ray.cluster_utils import Cluster
 
 from raybio.config import load_config
 from raybio.data.prepare import prepare
-from raybio.train.trainer import build_trainer
+from raybio.train.ray_trainer import build_trainer
 from raybio.tune.args import SMOKE
 
 out = Path(sys.argv[1])

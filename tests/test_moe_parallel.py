@@ -164,7 +164,7 @@ def test_training_loop_trains_expert_parallel_and_saves_full_experts(ray_local, 
     import torch
 
     from raybio.config import deep_merge, validate
-    from raybio.train.trainer import build_trainer
+    from raybio.train.ray_trainer import build_trainer
 
     shards_uri, manifest, exp = lambda_corpus
     moe = {"num_experts": 4, "top_k": 2, "ep_size": 2, "router": "aux_free", "dead_expert_window": 5}

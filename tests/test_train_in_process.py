@@ -18,7 +18,7 @@ import torch
 from raybio.config import load_config
 from raybio.train.checkpoint import verify
 from raybio.train.local import REGISTRY, train_in_process, trains_in_process
-from raybio.train.trainer import build_trainer
+from raybio.train.ray_trainer import build_trainer
 from raybio.tune.args import SMOKE
 
 RUN = ["train.max_steps=20", "train.log_every=5", "train.eval_every=10", "train.checkpoint_every=10"]

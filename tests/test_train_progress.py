@@ -1,6 +1,6 @@
 """`raybio train` prints one progress line per validation and at the end, nothing in between."""
 
-from raybio.train.trainer import ProgressLine
+from raybio.train.ray_trainer import ProgressLine
 
 
 def test_progress_line_is_printed_at_validations_and_the_final_step_only(capsys):

@@ -14,7 +14,7 @@ from raybio.data.loader import read_split
 from raybio.models.model import ModelOutput
 from raybio.train import checkpoint
 from raybio.train.guard import NonFiniteGuard, NonFiniteStepError
-from raybio.train.loop import Trainer
+from raybio.train.trainer import Trainer
 from raybio.tune.args import SMOKE
 
 

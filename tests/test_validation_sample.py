@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from raybio.train.evaluation import Evaluator, cluster_se, stratified_sample, unigram_log_probs
 from raybio.train.targets import Targets
+from raybio.train.validation import Validator, cluster_se, stratified_sample, unigram_log_probs
 
 
 def test_stratified_sample_keeps_every_source_in_proportion():
@@ -75,7 +75,7 @@ class _Model(torch.nn.Module):
 
 def test_a_model_that_predicts_unigram_frequencies_learns_zero_nats_beyond_them():
     targets = Targets("mlm", 0.3, _Manifest.tokenizer)
-    ev = Evaluator(None, targets, _Manifest, windows=64, draws=3, batch_size=16, every=0, precision="fp32",
+    ev = Validator(None, targets, _Manifest, windows=64, draws=3, batch_size=16, every=0, precision="fp32",
                    device=torch.device("cpu"), rank=0, world=1)  # fmt: skip
     tokens = torch.randint(2, 6, (40, 32), generator=torch.Generator().manual_seed(0))
     ev.sample = {"n": 40, "tags": {}, "variants": {"mask_only": [targets(tokens, torch.Generator().manual_seed(d),

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from raybio.analysis.verdict import paired_verdict
-from raybio.train.evaluation import cluster_se
+from raybio.train.validation import cluster_se
 from raybio.tune.record import SEED_AXIS, Claim, Requirement, SweepRecord
 
 

@@ -1,8 +1,7 @@
 """The sweep report's Downstream section: score ± CI vs the swept variable and vs pretraining FLOPs,
 and the pretrained / untrained / baselines table when `raybio evaluate` ran on the sweep.
 
-`downstream_section` returns a `document.Section`; `add_section` (the old string splice) stays
-until the sweep report calls `downstream_section` itself.
+`downstream_section` returns a `document.Section`, which the sweep report adds after its own.
 """
 
 from __future__ import annotations

@@ -135,8 +135,8 @@ def time_steps(exp_dict: dict, shards_uri: str, manifest: Manifest, steps: int, 
     from raybio.config import ExperimentConfig
     from raybio.models.model import BioLM
     from raybio.train.engine import build_engine
-    from raybio.train.evaluation import autocast
     from raybio.train.metrics import peak_memory_bytes
+    from raybio.train.validation import autocast
 
     exp = ExperimentConfig.model_validate(exp_dict)
     exp.train.engine, exp.model.moe.ep_size = "ddp", 1  # one process: see the module docstring

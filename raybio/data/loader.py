@@ -208,7 +208,7 @@ class Windows:
     """A split's windows held in memory, iterated by a worker in place of a Ray Data shard.
 
     Like a shard, `iter_batches(batch_size, batch_format="pyarrow")` yields tables (the
-    Evaluator reads the val split through it); training batches come from the module's
+    Validator reads the val split through it); training batches come from the module's
     `iter_batches`, which slices them from one token array.
     """
 

@@ -26,8 +26,8 @@ from raybio.config import ExperimentConfig
 from raybio.data import storage
 from raybio.data.loader import read_split
 from raybio.data.manifest import Manifest
-from raybio.train.loop import Trainer
-from raybio.train.trainer import local_data
+from raybio.train.ray_trainer import local_data
+from raybio.train.trainer import Trainer
 
 REGISTRY = "checkpoints.json"  # the run's complete checkpoints, oldest first
 PEAK_RSS_RESET = Path("/proc/self/clear_refs")  # Linux: writing "5" restarts the process's peak-RSS mark

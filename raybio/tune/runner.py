@@ -19,7 +19,7 @@ from raybio.config import ExperimentConfig, validate
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri, prepare
 from raybio.train.local import can_reset_peak_memory, train_in_process, trains_in_process
-from raybio.train.trainer import build_trainer
+from raybio.train.ray_trainer import build_trainer
 from raybio.tune.callbacks import OrderedTuneReportCallback, ProgressLineCallback, TensorBoardCallback, console_first
 from raybio.tune.export import history_table, results_table
 from raybio.tune.record import Claim, SweepMeta, SweepRecord

@@ -75,7 +75,7 @@ def cluster_se(sums: np.ndarray, counts: np.ndarray) -> float:
     return float(np.sqrt(len(c) / (len(c) - 1) * np.sum((s - ratio * c) ** 2)) / c.sum())
 
 
-class Evaluator:
+class Validator:
     """The validation sample's losses, run every `every` steps (0 = only at the end) and at the final
     step; `latest` holds the newest result with `val_step`; `seconds` the time spent evaluating."""
 
@@ -90,7 +90,7 @@ class Evaluator:
         self.latest: dict[str, float] = {}
         self.seconds = 0.0
 
-    def should_evaluate(self, step: int, final: bool) -> bool:
+    def should_validate(self, step: int, final: bool) -> bool:
         return final or bool(self.every and step % self.every == 0)
 
     def _read_sample(self) -> dict:

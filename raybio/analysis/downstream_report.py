@@ -197,7 +197,7 @@ def tuning_section(result: Evaluation) -> Section:
     )
 
 
-def write_evaluation_report(
+def write_downstream_report(
     out_dir: str,
     result: Evaluation,
     cfg: EvalConfig,
