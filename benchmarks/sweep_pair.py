@@ -10,7 +10,7 @@
       are timed apart), as `tokens_per_s` in the history reports it.
 
 `sweep_over_bare` = (b) / (a). Full mode trains the demo budget (`--budget demo`: 160 steps,
-validated and checkpointed every 80, on 128 windows); `--quick` 40 steps of it, validated every 20.
+checkpointed every 80, validated at the end); `--quick` 40 steps of it, validated every 20.
 
 Usage: python benchmarks/sweep_pair.py [--quick] [--out benchmarks/results/sweep_pair-DATE-cpu.txt]
 The last line printed is one JSON object: {"benchmark": "sweep_pair", "ratios": {...}, "conditions": {...}}.
