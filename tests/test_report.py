@@ -175,6 +175,19 @@ def test_a_saved_record_loads_back_equal_and_old_records_read_the_mask_only_loss
     assert SweepRecord.load(record.uri).results["val_loss"].tolist() == record.results["val_loss"].tolist()
 
 
+def test_an_old_probe_without_intervals_ranks_nothing_and_says_why(tmp_path):
+    record = _record(tmp_path)
+    record.save()
+    old = record.results.drop(columns=["probe/tokens_per_s_low", "probe/tokens_per_s_high", "probe/tie_group"])
+    old.to_parquet(f"{record.uri}/results.parquet")
+    loaded = SweepRecord.load(record.uri)
+    loaded.meta.probe_rounds = loaded.meta.probe_steps = None  # not kept by records of that time
+    build_report(loaded)
+    md = _md(loaded)
+    assert "kept neither its rounds nor an interval per config, so nothing is ranked" in md
+    assert "not ranked" in md.split("## Results")[1] and "faster" not in md.split("## Answer")[1].split("## ")[0]
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     from PIL import Image

@@ -99,12 +99,17 @@ def answer_section(t: ReportTables, own_answer: bool = False) -> Section:
 
 def results_section(record: SweepRecord, t: ReportTables) -> Section:
     meta = record.meta
-    conditions = (
-        f"Throughput and memory: the **probe** timed each config alone on one worker's resources, {meta.probe_rounds} "
-        f"interleaved rounds of {meta.probe_steps} steps (mean, 95 % t-interval over rounds; load recorded per round)."
-        if has_probe(t.rows)
-        else "Probe off: no throughput or memory figure here compares configs."
-    )
+    if not has_probe(t.rows):
+        conditions = "Probe off: no throughput or memory figure here compares configs."
+    elif meta.probe_rounds is None:  # a record from before the probe kept its settings and intervals
+        conditions = ("Throughput and memory: the **probe** timed each config alone on one worker's resources; this "
+                      "record kept neither its rounds nor an interval per config, so nothing is ranked.")  # fmt: skip
+    else:
+        conditions = (
+            f"Throughput and memory: the **probe** timed each config alone on one worker's resources, "
+            f"{meta.probe_rounds} interleaved rounds of {meta.probe_steps} steps (mean, 95 % t-interval over rounds; "
+            "load recorded per round)."
+        )
     conditions += (f" In-training figures (per-trial table) ran {meta.concurrent_trials} trial(s) at a time on shared "
                    "hardware: they describe the run, not the configs.")  # fmt: skip
     blocks = [Text(conditions), Table(t.configs, caption="per config (mean over its seeds)")]

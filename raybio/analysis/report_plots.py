@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from raybio.analysis.document import Figure, png
-from raybio.analysis.report_tables import ReportTables, has_probe
+from raybio.analysis.report_tables import ReportTables, has_probe, probe_ranked
 from raybio.tune.record import SweepRecord
 
 EMA_HALF_LIFE_REPORTS = 3  # smoothing of the training-loss curves, in reports
@@ -44,7 +44,8 @@ def draw_figures(record: SweepRecord, tables: ReportTables) -> dict[str, Figure]
     if len(rows) > 1 and has_probe(rows):
         figs.append(Figure("throughput_per_config.png", plot_throughput(rows), "probe tokens/s per config"))
         figs.append(Figure("memory_per_config.png", plot_memory(rows), "probe peak memory per config"))
-        figs.append(Figure("pareto.png", plot_pareto(rows, tables.front), "Pareto front"))
+        if probe_ranked(rows):
+            figs.append(Figure("pareto.png", plot_pareto(rows, tables.front), "Pareto front"))
     # One heatmap per config (its first seed); the anatomy table lists every trial.
     first = record.results[record.results["trial_id"].isin(record.anatomy)].drop_duplicates("config")
     for trial_id, title in zip(first["trial_id"], first["trial_config"], strict=True):
@@ -115,8 +116,8 @@ def plot_learning(rows: pd.DataFrame) -> bytes:
 def plot_throughput(rows: pd.DataFrame) -> bytes:
     m, lo, hi = (rows[f"probe/tokens_per_s{s}"] for s in ("", "_low", "_high"))
     err = np.stack([m - lo, hi - m]).clip(min=0)
-    return plot_per_config(rows, m, np.nan_to_num(err), "tokens/s per worker (probe, alone)",
-                           "throughput, 95 % CI over probe rounds", from_zero=True)  # fmt: skip
+    title = "throughput, 95 % CI over probe rounds" if probe_ranked(rows) else "throughput (probe: no interval kept)"
+    return plot_per_config(rows, m, np.nan_to_num(err), "tokens/s per worker (probe, alone)", title, from_zero=True)
 
 
 def plot_memory(rows: pd.DataFrame) -> bytes:

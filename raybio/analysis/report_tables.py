@@ -36,7 +36,6 @@ class ReportTables:
 
 def build_tables(record: SweepRecord) -> ReportTables:
     rows = config_rows(record)
-    probe = has_probe(rows)
     return ReportTables(
         rows=rows,
         labels=dict(zip(record.results["trial_id"], record.results["config"], strict=True)),
@@ -46,13 +45,18 @@ def build_tables(record: SweepRecord) -> ReportTables:
         claims=[(c, claim_table(c)) for c in record.fits.get("claims", [])],
         anatomy=anatomy_rows(record),
         throughput=throughput_answer(rows),
-        front=pareto_front(rows) if probe and len(rows) > 1 else pd.Series(False, index=rows.index),
+        front=pareto_front(rows) if probe_ranked(rows) and len(rows) > 1 else pd.Series(False, index=rows.index),
         seeds=seeds_of(record),
     )
 
 
 def has_probe(rows: pd.DataFrame) -> bool:
     return "probe/tokens_per_s" in rows and bool(rows["probe/tokens_per_s"].notna().any())
+
+
+def probe_ranked(rows: pd.DataFrame) -> bool:
+    """The probe gave intervals, so configs can be ranked (or tied); a Pareto front needs that too."""
+    return has_probe(rows) and bool((rows["probe/tie_group"] != 0).any())
 
 
 def design_order(record: SweepRecord, df: pd.DataFrame) -> pd.DataFrame:
@@ -212,8 +216,9 @@ def throughput_answer(rows: pd.DataFrame) -> str:
     if not has_probe(rows):
         return ("**Throughput:** no comparable throughput — the probe was off, and in-training tokens/s measures "
                 "which trials shared the machine, not the configs.")  # fmt: skip
-    if (rows["probe/tie_group"] == 0).all():
-        return "**Throughput:** not ranked — one probe round gives no interval (use --probe-rounds ≥ 5)."
+    if not probe_ranked(rows):
+        return ("**Throughput:** not ranked — the probe gave no interval per config (one round, or a record that "
+                "kept none; use --probe-rounds ≥ 5).")  # fmt: skip
     windows = rows.groupby("probe/window", sort=True) if rows["probe/window"].nunique() > 1 else [(None, rows)]
     lines = []
     for window, at in windows:

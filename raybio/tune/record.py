@@ -75,8 +75,8 @@ class SweepMeta(BaseModel):
     fit_wall_time_s: float | None = None  # Tuner.fit alone: the time the trials had
     concurrent_trials: int | None = None
     probe: str = "off"
-    probe_steps: int = 10
-    probe_rounds: int = 5
+    probe_steps: int | None = None  # None: a record saved before the probe's settings were kept
+    probe_rounds: int | None = None
     tracker: str | None = None  # --tracker: the report goes to the same MLflow / W&B place
     utilisation: dict[str, float] = {}
     utilisation_line: str = ""
@@ -226,7 +226,7 @@ def _read_table(uri: str, stem: str) -> pd.DataFrame:
     for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
         path = storage.join(uri, stem + suffix)
         if storage.exists(path):
-            return _headline_mask_only(reader(io.BytesIO(storage.read_bytes(path))))
+            return _probe_unranked(_headline_mask_only(reader(io.BytesIO(storage.read_bytes(path)))))
     return pd.DataFrame()
 
 
@@ -238,6 +238,16 @@ def _headline_mask_only(df: pd.DataFrame) -> pd.DataFrame:
     renames = {"val_loss": "val_loss_corrupted", "val_loss_mask_only": "val_loss"}
     renames |= {"init_val_loss": "init_val_loss_corrupted", "init_val_loss_mask_only": "init_val_loss"}
     return df.rename(columns=renames)
+
+
+def _probe_unranked(df: pd.DataFrame) -> pd.DataFrame:
+    """Probes saved before 2026-12-06 have no interval per config: read them as unranked (tie group 0), since
+    the rule ranks only configs whose intervals separate."""
+    if "probe/tokens_per_s" not in df or "probe/tokens_per_s_low" in df:
+        return df
+    return df.copy().assign(
+        **{"probe/tokens_per_s_low": np.nan, "probe/tokens_per_s_high": np.nan, "probe/tie_group": 0}
+    )
 
 
 def _anatomy_with_load(entry: dict) -> dict:
