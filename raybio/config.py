@@ -237,6 +237,19 @@ def load_config(
     return validate(tree)
 
 
+# Fields earlier raybio versions saved into checkpoints and sweep records, and what replaced them: such a saved
+# experiment still loads, its retired values ignored (today's code has no use for them).
+RETIRED = {"train": {"eval_batches": "train.eval_windows"}}
+
+
+def saved_experiment(tree: dict) -> ExperimentConfig:
+    """An experiment as a checkpoint or sweep record saved it, by this or an earlier raybio."""
+    kept = {
+        k: {f: v for f, v in sub.items() if f not in RETIRED[k]} if k in RETIRED else sub for k, sub in tree.items()
+    }
+    return validate(kept)
+
+
 def validate(tree: dict) -> ExperimentConfig:
     """Validate a nested dict as an ExperimentConfig with readable errors."""
     try:

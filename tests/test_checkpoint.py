@@ -12,7 +12,7 @@ import torch
 from helpers import ENGINE_VOCAB as VOCAB
 from helpers import train_random_batches
 
-from raybio.config import load_config
+from raybio.config import ConfigError, load_config
 from raybio.models.model import BioLM
 from raybio.train import checkpoint
 from raybio.train.engine import build_engine
@@ -129,3 +129,17 @@ def test_checkpoint_every_must_be_a_logging_step():
         _exp(log_every=10, checkpoint_every=15)
     with pytest.raises(Exception, match="zero_stage=2 needs engine=deepspeed"):
         _exp(zero_stage=2)
+
+
+def test_a_checkpoint_saved_by_an_earlier_raybio_still_reads_its_experiment(tmp_path):
+    """train.eval_batches was retired for train.eval_windows: an old checkpoint's config ignores it."""
+    from raybio.models.pretrained import CONFIG_FILE
+
+    exp = load_config("tiny").model_dump()
+    exp["train"]["eval_batches"] = 8
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"experiment": exp}))
+    assert checkpoint.read_experiment(str(tmp_path)) == load_config("tiny")
+    exp["train"]["eval_bathces"] = 8  # a misspelling is still an error, named
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"experiment": exp}))
+    with pytest.raises(ConfigError, match=r"train\.eval_bathces"):
+        checkpoint.read_experiment(str(tmp_path))

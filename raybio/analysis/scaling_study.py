@@ -36,7 +36,7 @@ from raybio.analysis.scaling import (
     fit_isoflop,
     predict_loss,
 )
-from raybio.config import PRESETS, ExperimentConfig
+from raybio.config import PRESETS, ExperimentConfig, saved_experiment
 from raybio.tune.record import SEED_AXIS, SweepRecord
 from raybio.tune.space import trial_experiment
 
@@ -206,7 +206,7 @@ def ladder(sizes: list[str]) -> list[str]:
 
 def candidate(record: SweepRecord, laws: dict, size: str, design: str, compute: float) -> dict:
     """One design at `compute`: its N, D, steps and the loss its law predicts (an Estimate, JSON)."""
-    base = ExperimentConfig.model_validate(record.meta.base)
+    base = saved_experiment(record.meta.base)
     exp = trial_experiment(base, {BUDGET_AXIS: compute, "size": size, "design": design})
     t = exp.train
     n, d = active_params(exp), float(t.max_steps * t.batch_size * t.num_workers * exp.data.seq_len)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from raybio.config import ExperimentConfig
+from raybio.config import ExperimentConfig, saved_experiment
 from raybio.data import storage
 from raybio.models.pretrained import CONFIG_FILE
 from raybio.train.state import TrainState
@@ -172,4 +172,4 @@ def read_train_state(uri: str) -> TrainState:
 
 def read_experiment(uri: str) -> ExperimentConfig:
     """The experiment a checkpoint directory or URI was trained with."""
-    return ExperimentConfig.model_validate(json.loads(storage.read_bytes(storage.join(uri, CONFIG_FILE)))["experiment"])
+    return saved_experiment(json.loads(storage.read_bytes(storage.join(uri, CONFIG_FILE)))["experiment"])

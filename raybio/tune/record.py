@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from raybio.config import ExperimentConfig
+from raybio.config import ExperimentConfig, saved_experiment
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri
 from raybio.tune.space import trial_experiment
@@ -161,7 +161,7 @@ class SweepRecord:
 
     def trials(self) -> list[TrialRun]:
         """Every trial's experiment (rebuilt from the base config and its axis values) and checkpoint."""
-        base = ExperimentConfig.model_validate(self.meta.base)
+        base = saved_experiment(self.meta.base)
         runs = []
         for _, row in self.results.iterrows():
             params = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in self.axes}
