@@ -220,6 +220,13 @@ def candidate(record: SweepRecord, laws: dict, size: str, design: str, compute: 
             "predicted": estimate_json(est)}  # fmt: skip
 
 
+def unidentified(laws: dict) -> str:
+    """Which fitted law leaves which parameters not identified ("dense: alpha; moe: A, g"), for a short why."""
+    parts = [f"{key}: {', '.join(n for n, e in laws[key]['estimates'].items() if not e['identified'])}"
+             for key in ("dense", "moe") if key in laws]  # fmt: skip
+    return "; ".join(p for p in parts if not p.endswith(": ")) + " (not identified; the table gives each candidate)"
+
+
 def check_pick(record: SweepRecord, laws: dict, compute: float, forced: str | None, fallback: str | None) -> dict:
     """The check at `compute`: every ladder size × design with its prediction, the lowest identified one picked
     (`forced` instead, or `fallback` when none is identified; "size:design"), the closed-form and IsoFLOP N_opt
@@ -228,9 +235,11 @@ def check_pick(record: SweepRecord, laws: dict, compute: float, forced: str | No
     sizes = ladder(laws["sizes"]) if "size" in record.axes else [""]
     cands = [candidate(record, laws, s, d, compute) for d in laws["designs"] for s in sizes]
     known = [c for c in cands if c["predicted"]["identified"]]
-    pick, why = (min(known, key=lambda c: c["predicted"]["value"]), "the lowest identified prediction") if known \
-        else (None, "no design's predicted loss is identified: " + "; ".join(
-            sorted({c["predicted"]["why"] for c in cands})))  # fmt: skip
+    pick, why = (
+        (min(known, key=lambda c: c["predicted"]["value"]), "the lowest identified prediction")
+        if known
+        else (None, "no design's predicted loss is identified: every candidate's depends on " + unidentified(laws))
+    )
     if chosen := forced or (None if known else fallback):
         size, design = chosen.split(":")
         pick = next((c for c in cands if (c["size"], c["design"]) == (size, design)), None)

@@ -106,8 +106,16 @@ def config_axes(axes: list[str]) -> list[str]:
 
 
 def axis_label(values: Mapping, axes: list[str]) -> str:
-    """`experts=8, train.seed=1`: the values of `axes`, in their order."""
-    return ", ".join(f"{a}={values.get(a)}" for a in axes)
+    """`experts=8, train.seed=1`: the values of `axes`, in their order (large round numbers short: 1.35T)."""
+    return ", ".join(f"{a}={_short(values.get(a))}" for a in axes)
+
+
+def _short(value):
+    """1350000000000.0 -> 1.35T (a FLOP budget); everything else as it is."""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e4:
+        scale, unit = next((s, u) for s, u in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(value) >= s)
+        return f"{value / scale:.3g}{unit}"
+    return value
 
 
 def config_label(values: Mapping, axes: list[str]) -> str:
