@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 from raybio.analysis import scaling_report, scaling_study
 from raybio.analysis.document import to_markdown
@@ -117,6 +117,40 @@ def test_fits_round_trip_through_json_and_predict_the_same(grid):
     fit, back = law_from(laws["dense"]), law_from(again["dense"])
     a, b = predict_loss(fit, N=3e5, D=1e7), predict_loss(back, N=3e5, D=1e7)
     assert (a.value, a.low, a.high) == pytest.approx((b.value, b.low, b.high), rel=1e-9)
+
+
+def true_optimum(compute_: float, k: float) -> tuple[float, float]:
+    """(N_opt, L*) of the known dense law at C = k·N·D, by numerical minimisation over log N."""
+    loss = lambda log_n: true_loss(np.exp(log_n), compute_ / (k * np.exp(log_n)))  # noqa: E731
+    res = optimize.minimize_scalar(loss, bounds=(np.log(1e2), np.log(1e9)), method="bounded", options={"xatol": 1e-9})
+    return float(np.exp(res.x)), float(res.fun)
+
+
+def test_the_figures_curves_are_evaluated_from_saved_fits_and_follow_the_known_law(grid, monkeypatch):
+    record, laws = grid
+    monkeypatch.setattr(scaling_study, "fit_laws", lambda *a, **k: pytest.fail("the saved laws were refitted"))
+    record.fits = {"laws": json.loads(json.dumps(laws, sort_keys=True))}  # saved before the laws carried curves
+    curves = json.loads(json.dumps(compute(record)["curves"]))
+    cs = np.array(curves["compute"])
+    assert cs[0] == pytest.approx(0.5 * min(BUDGETS)) and cs[-1] == pytest.approx(1.5 * laws["check"]["compute"])
+    truth = np.array([true_optimum(c, laws["flops_per_param_token"]) for c in cs])
+    inside = (cs >= min(BUDGETS)) & (cs <= max(BUDGETS))
+    n_opt, loss = curves["n_opt"], curves["optimal_loss"]["dense"]
+    assert n_opt["identified"] and loss["identified"] and curves["check"]["identified"]
+    assert np.array(n_opt["value"])[inside] == pytest.approx(truth[inside, 0], rel=0.02)
+    assert np.array(loss["value"])[inside] == pytest.approx(truth[inside, 1], rel=0.005)
+    assert (np.array(loss["low"]) <= np.array(loss["value"])).all() and (np.array(loss["value"]) <= loss["high"]).all()
+    runs = record.ok[record.ok["design"] == "dense"]
+    fitted = curves["fitted"]["dense"]
+    assert fitted["loss"] == pytest.approx(runs["val_loss"].tolist())  # each run beside its own fitted loss
+    d = runs["train_flops_cum"] / runs["flops_per_token_train"]
+    assert fitted["fitted"] == pytest.approx(true_loss(runs["params_active"], d).tolist(), rel=0.01)
+    for m, parabola in zip(laws["isoflop"]["dense"]["minima"], curves["parabolas"]["dense"], strict=True):
+        at = runs[np.isclose(runs[BUDGET_AXIS], m["compute"])]
+        assert parabola["N"][0] == pytest.approx(at["params_active"].min())
+        assert parabola["N"][-1] == pytest.approx(at["params_active"].max())
+        own = np.polyfit(np.log(at["params_active"]), at["val_loss"], 2)
+        assert parabola["loss"] == pytest.approx(np.polyval(own, np.log(parabola["N"])).tolist())
 
 
 def check_rows(laws: dict, seeds: list[int], offset: float) -> list[dict]:

@@ -1,29 +1,27 @@
 """The `scaling` study's figures, each with its uncertainty: IsoFLOP profiles and their minima, N_opt(C), the
 laws' fit to the runs, dense vs MoE compute-optimal loss with the leverage, and the predictive check.
 
-Curves and bands come from the fits stored in the laws (point estimate and bootstrap refits): nothing is
-refitted here. A law whose parameters are not identified is drawn as in-sample fit at most, never as a curve
-beyond the runs."""
+They draw the runs table and the study's answer as it stands: every curve, band and fitted value was evaluated
+from the fits by scaling_study (`laws["curves"]`); nothing is fitted or evaluated here. A law whose parameters
+are not identified is drawn as in-sample fit at most, never as a curve beyond the runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import EngFormatter
 
 from raybio.analysis.document import Figure
-from raybio.analysis.estimates import si
 from raybio.analysis.report_plots import Z95, log_axis, plt, png
-from raybio.analysis.scaling import compute_optimal, predict_loss
-from raybio.analysis.scaling_study import granularity, law_from
 
-SPAN = (0.5, 1.5)  # curves run from half the smallest budget to 1.5× the check's compute
+FLOP = EngFormatter(unit="FLOP", sep=" ")  # 1.35e12 -> "1.35 TFLOP"
 
 
 def draw(runs: pd.DataFrame, laws: dict) -> dict[str, Figure]:
     figs = [
         Figure("isoflop.png", isoflop_plot(runs, laws), "IsoFLOP profiles: loss vs N per budget, parabola minima"),
-        Figure("n_opt.png", n_opt_plot(runs, laws), "compute-optimal N vs compute"),
-        Figure("law_fit.png", law_fit_plot(runs, laws), "the laws' fit to the runs"),
+        Figure("n_opt.png", n_opt_plot(laws), "compute-optimal N vs compute"),
+        Figure("law_fit.png", law_fit_plot(laws), "the laws' fit to the runs"),
         Figure("dense_vs_moe.png", dense_vs_moe_plot(runs, laws), "dense vs MoE compute-optimal loss"),
     ]
     if laws["check"]["pick"] is not None:
@@ -36,8 +34,11 @@ def budget_colors(laws: dict) -> dict[float, tuple]:
     return dict(zip(budgets, plt.cm.viridis(np.linspace(0.05, 0.85, len(budgets))), strict=True))
 
 
-def compute_span(laws: dict) -> np.ndarray:
-    return np.geomspace(min(laws["budgets"]) * SPAN[0], laws["check"]["compute"] * SPAN[1], 48)
+def draw_band(ax, compute: list[float], band: dict, label: str, **style) -> None:
+    """A curve over compute and its 95 % band (the band in the curve's colour, `alpha` light)."""
+    alpha = style.pop("alpha")
+    ax.plot(compute, band["value"], label=label, **style)
+    ax.fill_between(compute, band["low"], band["high"], color=style["color"], alpha=alpha)
 
 
 def isoflop_plot(runs: pd.DataFrame, laws: dict) -> bytes:
@@ -47,16 +48,15 @@ def isoflop_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     fig, axs = plt.subplots(1, len(designs), figsize=(3.9 * len(designs) + 1, 3.9), sharey=True, squeeze=False)
     for ax, design in zip(axs[0], designs, strict=True):
         iso = laws["isoflop"][design]
-        for m in iso["minima"]:
+        for m, curve in zip(iso["minima"], laws["curves"]["parabolas"][design], strict=True):
             color = colors[m["compute"]]
             g = grid[(grid["design"] == design) & np.isclose(grid["budget"], m["compute"])].sort_values("N")
             ax.errorbar(g["N"], g["loss"], yerr=Z95 * g["se"], fmt="o", color=color, ms=4, capsize=2,
-                        label=si(m["compute"], "FLOP"))  # fmt: skip
-            if m["parabola"] is not None:
-                x = np.linspace(np.log(g["N"].min()), np.log(g["N"].max()), 60)
-                ax.plot(np.exp(x), np.polyval(m["parabola"], x), color=color, lw=1)
-            if m["n_opt"] is not None:
-                ax.plot(m["n_opt"], np.polyval(m["parabola"], np.log(m["n_opt"])), "*", ms=13, color=color, mec="k")
+                        label=FLOP(m["compute"]))  # fmt: skip
+            if curve["N"] is not None:
+                ax.plot(curve["N"], curve["loss"], color=color, lw=1)
+            if curve["minimum"] is not None:
+                ax.plot(*curve["minimum"], "*", ms=13, color=color, mec="k")
         a = iso["a"]
         exponent = f"a = {a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}]" if a["identified"] else "a not identified"
         ax.set(title=f"{design}: {exponent}", xlabel="N, active parameters")
@@ -69,29 +69,23 @@ def isoflop_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     return png(fig)
 
 
-def n_opt_plot(runs: pd.DataFrame, laws: dict) -> bytes:
+def n_opt_plot(laws: dict) -> bytes:
     """N_opt vs C: the IsoFLOP minima per design, approach 2's power law and approach 3's optimum (dense) with
     95 % bands, the extrapolated region shaded, the check's pick marked."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    cs = compute_span(laws)
+    curves = laws["curves"]
+    cs = curves["compute"]
     for i, (design, iso) in enumerate(laws["isoflop"].items()):
         found = [m for m in iso["minima"] if m["n_opt"] is not None]
         ax.plot([m["compute"] for m in found], [m["n_opt"] for m in found], "os^D"[i % 4], color=f"C{i}", ms=7,
                 label=f"{design}: IsoFLOP minima")  # fmt: skip
-    if "dense" in laws["isoflop"] and laws["isoflop"]["dense"]["a"]["identified"]:
-        iso = laws["isoflop"]["dense"]
-        line, boot = np.asarray(iso["lines"])[0], np.array([b[0] for b in iso["boot_lines"] if b is not None])
-        band = np.exp(np.outer(np.log(cs), boot[:, 0]) + boot[:, 1])
-        ax.plot(cs, np.exp(line[0] * np.log(cs) + line[1]), color="C0", lw=1.2, label="dense: approach 2 power law")
-        ax.fill_between(cs, *np.percentile(band, [2.5, 97.5], axis=1), color="C0", alpha=0.15)
-    if "dense" in laws:
-        dense, k = law_from(laws["dense"]), laws["flops_per_param_token"]
-        est = [compute_optimal(dense, c, flops_per_param_token=k).n_params for c in cs]
-        if est[0].identified:
-            ax.plot(cs, [e.value for e in est], "--", color="k", lw=1.2, label="dense: approach 3 optimum")
-            ax.fill_between(cs, [e.low for e in est], [e.high for e in est], color="k", alpha=0.08)
+    if curves.get("n_opt_isoflop", {}).get("identified"):
+        draw_band(ax, cs, curves["n_opt_isoflop"], "dense: approach 2 power law", color="C0", lw=1.2, alpha=0.15)
+    if (opt := curves.get("n_opt")) is not None:
+        if opt["identified"]:
+            draw_band(ax, cs, opt, "dense: approach 3 optimum", ls="--", color="k", lw=1.2, alpha=0.08)
         else:
-            ax.text(0.02, 0.02, f"approach 3 N_opt not identified: {est[0].why}", transform=ax.transAxes, fontsize=7,
+            ax.text(0.02, 0.02, f"approach 3 N_opt not identified: {opt['why']}", transform=ax.transAxes, fontsize=7,
                     wrap=True)  # fmt: skip
     mark_extrapolation(ax, laws)
     pick = laws["check"]["pick"]
@@ -109,39 +103,29 @@ def n_opt_plot(runs: pd.DataFrame, laws: dict) -> bytes:
 
 def mark_extrapolation(ax, laws: dict) -> None:
     c_max, c_star = max(laws["budgets"]), laws["check"]["compute"]
-    ax.axvspan(c_max, c_star * SPAN[1], color="0.85", alpha=0.5, lw=0)
+    ax.axvspan(c_max, laws["curves"]["compute"][-1], color="0.85", alpha=0.5, lw=0)
     ax.axvline(c_star, color="C3", ls=":", lw=1)
     ax.text(c_star, 0.98, " C*", color="C3", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
 
 
-def law_predictions(runs: pd.DataFrame, laws: dict, key: str) -> np.ndarray:
-    fit = law_from(laws[key])
-    features = {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}
-    if key == "moe":
-        features["G"] = runs["G"].to_numpy(float)
-    return fit.predict(**features)
-
-
-def law_fit_plot(runs: pd.DataFrame, laws: dict) -> bytes:
+def law_fit_plot(laws: dict) -> bytes:
     """Measured vs fitted loss for each law's runs, coloured by budget (in-sample: how well the form fits)."""
-    keys = [k for k in ("dense", "moe") if k in laws]
+    keys = list(laws["curves"]["fitted"])
     fig, axs = plt.subplots(1, max(1, len(keys)), figsize=(5 * max(1, len(keys)), 4.2), squeeze=False)
     colors = budget_colors(laws)
-    grid = runs[runs["role"] == "grid"]
     for ax, key in zip(axs[0], keys, strict=False):
-        rows = grid[(grid["design"] == "dense") == (key == "dense")]
-        fitted = law_predictions(rows, laws, key)
+        runs = laws["curves"]["fitted"][key]
+        budget, fitted, loss, se = (np.asarray(runs[k]) for k in ("budget", "fitted", "loss", "se"))
         for c in laws["budgets"]:
-            sel = np.isclose(rows["budget"], c)
-            ax.errorbar(fitted[sel], rows["loss"][sel], yerr=Z95 * rows["se"][sel], fmt="o", ms=4, capsize=2,
-                        color=colors[c], label=si(c, "FLOP"))  # fmt: skip
-        lo, hi = min(fitted.min(), rows["loss"].min()), max(fitted.max(), rows["loss"].max())
+            sel = np.isclose(budget, c)
+            ax.errorbar(fitted[sel], loss[sel], yerr=Z95 * se[sel], fmt="o", ms=4, capsize=2, color=colors[c],
+                        label=FLOP(c))  # fmt: skip
+        lo, hi = min(fitted.min(), loss.min()), max(fitted.max(), loss.max())
         ax.plot([lo, hi], [lo, hi], color="0.4", lw=1)
-        rms = float(np.sqrt(np.mean((rows["loss"].to_numpy() - fitted) ** 2)))
-        unidentified = [n for n, e in laws[key]["estimates"].items() if not e["identified"]]
+        unidentified = runs["unidentified"]
         note = f"not identified: {', '.join(unidentified)}" if unidentified else "all parameters identified"
         ax.set(xlabel="fitted loss (nats)", ylabel="measured loss (nats)",
-               title=f"{laws[key]['formula']}\nRMS residual {rms:.4f} nats; {note}")  # fmt: skip
+               title=f"{laws[key]['formula']}\nRMS residual {runs['rms']:.4f} nats; {note}")  # fmt: skip
         ax.title.set_fontsize(8)
         ax.grid(alpha=0.3)
         ax.legend(title="budget", fontsize=7)
@@ -152,27 +136,21 @@ def dense_vs_moe_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     """Compute-optimal loss vs C for dense and each MoE granularity (law, 95 % band), the best measured run per
     budget, and the leverage at the largest budget and at C*."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    cs, k = compute_span(laws), laws["flops_per_param_token"]
+    curves = laws["curves"]
     grid = runs[runs["role"] == "grid"]
     notes = []
     for i, design in enumerate(laws["designs"]):
-        g = granularity(design)
-        key = "dense" if g is None else "moe"
         best = grid[grid["design"] == design].groupby("budget")["loss"].min()
         ax.plot(best.index, best.to_numpy(), "os^D"[i % 4], color=f"C{i}", ms=6, label=f"{design}: best run per budget")
-        if key not in laws:
-            continue
-        est = [compute_optimal(law_from(laws[key]), c, flops_per_param_token=k, **({} if g is None else {"G": g})).loss
-               for c in cs]  # fmt: skip
-        if est[0].identified:
-            ax.plot(cs, [e.value for e in est], color=f"C{i}", lw=1.2, label=f"{design}: law's optimum")
-            ax.fill_between(cs, [e.low for e in est], [e.high for e in est], color=f"C{i}", alpha=0.12)
-        else:
+        optimum = curves["optimal_loss"].get(design)
+        if optimum is not None and optimum["identified"]:
+            draw_band(ax, curves["compute"], optimum, f"{design}: law's optimum", color=f"C{i}", lw=1.2, alpha=0.12)
+        elif optimum is not None:
             notes.append(f"{design}: optimum not identified")
     for lev in laws["leverage"]:
         e = lev["estimate"]
         value = f"{e['value']:.2f}× [{e['low']:.2f}, {e['high']:.2f}]" if e["identified"] else "not identified"
-        notes.append(f"leverage G={lev['G']} at {si(lev['compute'], 'FLOP')}: {value}")
+        notes.append(f"leverage G={lev['G']} at {FLOP(lev['compute'])}: {value}")
     ax.text(0.99, 0.99, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7,
             bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})  # fmt: skip
     mark_extrapolation(ax, laws)
@@ -192,15 +170,10 @@ def check_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     same = runs[(runs["role"] == "grid") & (runs["size"] == pick["size"]) & (runs["design"] == pick["design"])]
     ax.errorbar(same["budget"], same["loss"], yerr=Z95 * same["se"], fmt="o", color="C0", capsize=3,
                 label=f"{pick['size']} {pick['design']}: grid runs")  # fmt: skip
-    g, key = granularity(pick["design"]), "dense" if granularity(pick["design"]) is None else "moe"
     pred = pick["predicted"]
-    if pred["identified"]:
-        cs = compute_span(laws)
-        fit = law_from(laws[key])
-        extra = {} if g is None else {"G": g}
-        est = [predict_loss(fit, N=pick["N"], D=pick["D"] * c / c_star, **extra) for c in cs]
-        ax.plot(cs, [e.value for e in est], color="C0", lw=1, label="its law: L(N, D = C / FLOPs per token)")
-        ax.fill_between(cs, [e.low for e in est], [e.high for e in est], color="C0", alpha=0.12)
+    if laws["curves"]["check"] is not None:
+        label = "its law: L(N, D = C / FLOPs per token)"
+        draw_band(ax, laws["curves"]["compute"], laws["curves"]["check"], label, color="C0", lw=1, alpha=0.12)
         v = pred["value"]
         ax.errorbar([c_star], [v], yerr=[[v - pred["low"]], [pred["high"] - v]], fmt="D", mfc="white", color="C3",
                     capsize=5, ms=8, label="prediction, 95 % interval")  # fmt: skip
@@ -215,7 +188,7 @@ def check_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     mark_extrapolation(ax, laws)
     log_axis(ax, "x", "FLOP")
     ax.set(xlabel="compute C (training FLOPs)", ylabel="validation loss (nats)",
-           title=f"predicted before training vs measured at C* = {si(c_star, 'FLOP')}")  # fmt: skip
+           title=f"predicted before training vs measured at C* = {FLOP(c_star)}")  # fmt: skip
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3, which="both")
     return png(fig)

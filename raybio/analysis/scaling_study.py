@@ -12,7 +12,8 @@ mask-only validation loss. Fitted with raybio.analysis.scaling (no fitting here)
   among the ladder's sizes × the designs, and once trained (`scaling_role` "check" rows) its measured loss
   over seeds against the prediction.
 
-Fits are stored with their bootstrap refits, so the report redraws curves and bands without refitting.
+Fits are stored with their bootstrap refits, and what the figures draw of them (`laws["curves"]`: curves with
+their 95 % bands, parabolas, fitted losses) is evaluated here, so the report draws without evaluating a law.
 """
 
 from __future__ import annotations
@@ -46,12 +47,20 @@ DEFAULT_CHECK_RATIO = 4.0  # the check's compute, × the largest fitted budget
 EXTRAPOLATION_WARN = 3.0  # a prediction this far (or further) past the largest fitted budget carries a warning
 TOLERANCE = 0.01  # the check's goal: measured within 1 % of the prediction (and inside its 95 % interval)
 N_BOOT = 200
+SPAN = (0.5, 1.5)  # the figures' compute axis: from half the smallest budget to 1.5× the check's compute
+N_SPAN, N_PARABOLA = 48, 60  # points on that axis, and on each IsoFLOP parabola
 LAWS = {law.name: law for law in (CHINCHILLA, GRANULAR_MOE)}
 
 
 def granularity(design: str) -> int | None:
     """G of a `moe_g<G>` design; None for dense."""
     return None if design == "dense" else int(design.removeprefix("moe_g"))
+
+
+def law_of(design: str) -> tuple[str, dict]:
+    """The law that covers `design` ("dense" or "moe") and the features it fixes for it ({"G": G} for MoE)."""
+    g = granularity(design)
+    return ("dense", {}) if g is None else ("moe", {"G": g})
 
 
 def runs_table(record: SweepRecord) -> pd.DataFrame:
@@ -210,12 +219,11 @@ def candidate(record: SweepRecord, laws: dict, size: str, design: str, compute: 
     exp = trial_experiment(base, {BUDGET_AXIS: compute, "size": size, "design": design})
     t = exp.train
     n, d = active_params(exp), float(t.max_steps * t.batch_size * t.num_workers * exp.data.seq_len)
-    g = granularity(design)
-    key = "dense" if g is None else "moe"
+    key, fixed = law_of(design)
     if key not in laws:
         est = Estimate(None, None, None, False, f"no {key} runs were fitted")
     else:
-        est = predict_loss(law_from(laws[key]), N=n, D=d, **({} if g is None else {"G": g}))
+        est = predict_loss(law_from(laws[key]), N=n, D=d, **fixed)
     return {"size": size, "design": design, "N": float(n), "D": d, "steps": t.max_steps,
             "predicted": estimate_json(est)}  # fmt: skip
 
@@ -256,6 +264,76 @@ def check_pick(record: SweepRecord, laws: dict, compute: float, forced: str | No
         iso = isoflop_from(laws["isoflop"]["dense"])
         out["dense_isoflop"] = {"n_params": estimate_json(iso.n_opt(compute)),
                                 "tokens": estimate_json(iso.tokens_opt(compute))}  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the figures' curves
+
+
+def band(ests: list[Estimate]) -> dict:
+    """A curve of Estimates as JSON lists (value, low, high), or why it has none: identified or not as a whole
+    (one fit's parameters decide every point's)."""
+    if not ests[0].identified:
+        return {"identified": False, "why": ests[0].why}
+    return {"identified": True, "why": "", **{k: [_num(getattr(e, k)) for e in ests] for k in ("value", "low", "high")}}
+
+
+def parabolas(minima: list[dict], runs: pd.DataFrame) -> list[dict]:
+    """Each budget's IsoFLOP parabola across its runs' sizes, and its minimum (N_opt, loss there) where it has one."""
+    out = []
+    for m in minima:
+        if m["parabola"] is None:
+            out.append({"N": None, "loss": None, "minimum": None})
+            continue
+        n = runs.loc[np.isclose(runs["budget"], m["compute"]), "N"]
+        x = np.linspace(np.log(n.min()), np.log(n.max()), N_PARABOLA)
+        minimum = None if m["n_opt"] is None else [m["n_opt"], float(np.polyval(m["parabola"], np.log(m["n_opt"])))]
+        out.append({"N": np.exp(x).tolist(), "loss": np.polyval(m["parabola"], x).tolist(), "minimum": minimum})
+    return out
+
+
+def fitted_runs(fit: LawFit, runs: pd.DataFrame) -> dict:
+    """A law's fitted loss at each of its runs beside the measured one (in-sample: how well the form fits), and its
+    parameters that are not identified, in the law's order (fits.json comes back with its keys sorted)."""
+    features = {f: runs[f].to_numpy(float) for f in fit.law.features}
+    fitted, loss = fit.predict(**features), runs["loss"].to_numpy()
+    return {"budget": runs["budget"].tolist(), "fitted": fitted.tolist(), "loss": loss.tolist(),
+            "se": runs["se"].tolist(), "rms": float(np.sqrt(np.mean((loss - fitted) ** 2))),
+            "unidentified": [n for n in fit.law.names if not fit.estimates[n].identified]}  # fmt: skip
+
+
+def check_curve(check: dict, fits: dict[str, LawFit], cs: np.ndarray) -> dict | None:
+    """The picked design's law along the compute axis, L(N, D = its tokens × C / C*); None without a prediction."""
+    pick = check["pick"]
+    if pick is None or not pick["predicted"]["identified"]:
+        return None
+    key, fixed = law_of(pick["design"])
+    return band([predict_loss(fits[key], N=pick["N"], D=pick["D"] * c / check["compute"], **fixed) for c in cs])
+
+
+def curves(laws: dict, runs: pd.DataFrame) -> dict:
+    """What the figures draw of the laws, evaluated here (the figures evaluate nothing): on the compute axis
+    `compute`, dense N_opt by approach 2 and 3, each design's compute-optimal loss and the check's law, each with
+    its 95 % band over refits; each budget's IsoFLOP parabola; each law's fitted loss at its runs."""
+    grid = runs[runs["role"] == "grid"]
+    dense = grid["design"] == "dense"
+    fits = {key: law_from(laws[key]) for key in ("dense", "moe") if key in laws}
+    cs = np.geomspace(min(laws["budgets"]) * SPAN[0], laws["check"]["compute"] * SPAN[1], N_SPAN)
+    k = laws["flops_per_param_token"]
+    optima = {d: [compute_optimal(fits[key], c, flops_per_param_token=k, **fixed) for c in cs]
+              for d in laws["designs"] for key, fixed in [law_of(d)] if key in fits}  # fmt: skip
+    out = {
+        "compute": cs.tolist(),
+        "parabolas": {d: parabolas(iso["minima"], grid[grid["design"] == d]) for d, iso in laws["isoflop"].items()},
+        "fitted": {key: fitted_runs(fit, grid[dense == (key == "dense")]) for key, fit in fits.items()},
+        "optimal_loss": {d: band([o.loss for o in opt]) for d, opt in optima.items()},
+        "check": check_curve(laws["check"], fits, cs),
+    }
+    if "dense" in optima:
+        out["n_opt"] = band([o.n_params for o in optima["dense"]])
+    if "dense" in laws["isoflop"]:
+        iso = isoflop_from(laws["isoflop"]["dense"])
+        out["n_opt_isoflop"] = band([iso.n_opt(c) for c in cs])
     return out
 
 
@@ -302,10 +380,12 @@ def verdict(m: dict, value: float, low: float, high: float) -> str:
 
 def compute(record: SweepRecord) -> dict:
     """The study's laws (fitted now unless the record already holds them: the check was predicted before it was
-    trained) with the check's measured runs compared against its prediction."""
-    laws = record.fits.get("laws") or fit_laws(record)
+    trained), the figures' curves, and the check's measured runs compared against its prediction."""
+    laws, runs = record.fits.get("laws") or fit_laws(record), runs_table(record)
+    if "curves" not in laws:  # also for laws saved before they carried curves: evaluated from the fits, not refitted
+        laws["curves"] = curves(laws, runs)
     if laws["check"]["pick"] is not None:
-        laws["check"]["measured"] = measured_check(laws, runs_table(record))
+        laws["check"]["measured"] = measured_check(laws, runs)
     return laws
 
 

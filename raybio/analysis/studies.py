@@ -2,8 +2,8 @@
 
 A study-specific analysis computes its answer once, into `record.fits[key]` (plain JSON, saved as fits.json),
 and renders it as extra report sections; `raybio report DIR` rebuilds both from the saved record (a record
-that already holds the answer is not refitted). A new study's analysis is one module with its `compute` and
-`sections`, and one entry in ANALYSES.
+that already holds the answer is not refitted: its `compute` reuses it and adds what an older record lacks).
+A new study's analysis is one module with its `compute` and `sections`, and one entry in ANALYSES.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ def study_fits(record: SweepRecord) -> dict:
 
 
 def study_sections(record: SweepRecord) -> list[Section]:
-    """The study's own report sections, from the answer in record.fits (computed first if it is missing)."""
+    """The study's own report sections, from the answer in record.fits (computed first, or completed where a record
+    saved before the answer had all its parts holds it)."""
     analysis = analysis_of(record)
     if analysis is None:
         return []
-    if analysis.key not in record.fits:
-        record.fits |= study_fits(record)
+    record.fits |= study_fits(record)
     return analysis.sections(record, record.fits[analysis.key])
