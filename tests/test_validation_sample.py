@@ -78,11 +78,44 @@ def test_a_model_that_predicts_unigram_frequencies_learns_zero_nats_beyond_them(
     ev = Validator(None, targets, _Manifest, windows=64, draws=3, batch_size=16, every=0, precision="fp32",
                    device=torch.device("cpu"), rank=0, world=1)  # fmt: skip
     tokens = torch.randint(2, 6, (40, 32), generator=torch.Generator().manual_seed(0))
-    ev.sample = {"n": 40, "tags": {}, "variants": {"mask_only": [targets(tokens, torch.Generator().manual_seed(d),
+    ev.sample = {"tags": {}, "variants": {"mask_only": [targets(tokens, torch.Generator().manual_seed(d),
                  mask_only=True) for d in range(3)], "corrupted": []}}  # fmt: skip
     out = ev.run(_Model(unigram_log_probs(_Manifest, "mlm")), step=0)
     assert out["val_loss"] == pytest.approx(out["val_unigram_loss"], abs=1e-5)
     assert 0 < out["val_loss_se"] < 0.1
+
+
+class _Counting(torch.nn.Module):
+    """Counts the windows it scores; its logits make every loss exactly log(vocab)."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab, self.windows = vocab, 0
+
+    def forward(self, x):
+        self.windows += len(x)
+        return type("Out", (), {"logits": torch.zeros(*x.shape, self.vocab)})()
+
+
+def test_the_untrained_reference_scores_a_quarter_of_the_windows_once_and_later_steps_score_all_draws():
+    from raybio.train.validation import REFERENCE_STRIDE
+
+    targets = Targets("mlm", 0.3, _Manifest.tokenizer)
+    ev = Validator(None, targets, _Manifest, windows=64, draws=2, batch_size=16, every=0, precision="fp32",
+                   device=torch.device("cpu"), rank=0, world=1)  # fmt: skip
+    tokens = torch.randint(2, 6, (40, 32), generator=torch.Generator().manual_seed(0))
+    draw = lambda d, **kw: targets(tokens, torch.Generator().manual_seed(d), **kw)  # noqa: E731
+    in_tag = np.arange(40) < 10
+    mask_only = [draw(0, mask_only=True), draw(1, mask_only=True)]
+    ev.sample = {"tags": {"source/a": in_tag}, "variants": {"mask_only": mask_only, "corrupted": [draw(0)]}}
+    model = _Counting(_Manifest.tokenizer.vocab_size)
+    first = ev.run(model, step=0)
+    assert model.windows == 40 // REFERENCE_STRIDE and "val_loss_corrupted" not in first
+    assert first["val_loss"] == pytest.approx(np.log(_Manifest.tokenizer.vocab_size))
+    assert "val_loss/source/a" in first and len(first["val_window_loss"]) == 40 // REFERENCE_STRIDE
+    model.windows = 0
+    final = ev.run(model, step=100)
+    assert model.windows == 3 * 40 and len(final["val_window_loss"]) == 40  # two mask-only draws + the 80/10/10 one
 
 
 def test_the_paired_eval_se_of_a_difference_is_far_below_either_losss_own_se():
