@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raybio.analysis.report import build_report
+from raybio.analysis.report import build_report, sweep_document
 from raybio.config import load_config
 from raybio.tune.record import Claim, SweepMeta, SweepRecord
 
@@ -173,6 +173,15 @@ def test_a_saved_record_loads_back_equal_and_old_records_read_the_mask_only_loss
     old = record.results.rename(columns={"val_loss": "val_loss_mask_only", "val_loss_corrupted": "val_loss"})
     old.to_parquet(f"{record.uri}/results.parquet")
     assert SweepRecord.load(record.uri).results["val_loss"].tolist() == record.results["val_loss"].tolist()
+
+
+def test_a_probe_only_sweep_ranks_throughput_but_draws_no_loss_front(tmp_path):
+    record = _record(tmp_path)
+    record.results[["val_loss", "val_unigram_loss"]] = np.nan  # --probe-only: nothing trained
+    record.history = pd.DataFrame()
+    build_report(record)
+    assert "pareto.png" not in {f.name for f in sweep_document(record).figures()}
+    assert "Throughput (probe" in _md(record).split("## Answer")[1]
 
 
 def test_an_old_probe_without_intervals_ranks_nothing_and_says_why(tmp_path):

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from raybio.analysis.document import Figure, png
-from raybio.analysis.report_tables import ReportTables, has_probe, probe_ranked
+from raybio.analysis.report_tables import ReportTables, has_front, has_probe, probe_ranked
 from raybio.tune.record import SweepRecord
 
 EMA_HALF_LIFE_REPORTS = 3  # smoothing of the training-loss curves, in reports
@@ -44,7 +44,7 @@ def draw_figures(record: SweepRecord, tables: ReportTables) -> dict[str, Figure]
     if len(rows) > 1 and has_probe(rows):
         figs.append(Figure("throughput_per_config.png", plot_throughput(rows), "probe tokens/s per config"))
         figs.append(Figure("memory_per_config.png", plot_memory(rows), "probe peak memory per config"))
-        if probe_ranked(rows):
+        if has_front(rows):
             figs.append(Figure("pareto.png", plot_pareto(rows, tables.front), "Pareto front"))
     # One heatmap per config (its first seed); the anatomy table lists every trial.
     first = record.results[record.results["trial_id"].isin(record.anatomy)].drop_duplicates("config")

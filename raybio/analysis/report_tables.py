@@ -45,7 +45,7 @@ def build_tables(record: SweepRecord) -> ReportTables:
         claims=[(c, claim_table(c)) for c in record.fits.get("claims", [])],
         anatomy=anatomy_rows(record),
         throughput=throughput_answer(rows),
-        front=pareto_front(rows) if probe_ranked(rows) and len(rows) > 1 else pd.Series(False, index=rows.index),
+        front=pareto_front(rows) if has_front(rows) else pd.Series(False, index=rows.index),
         seeds=seeds_of(record),
     )
 
@@ -57,6 +57,11 @@ def has_probe(rows: pd.DataFrame) -> bool:
 def probe_ranked(rows: pd.DataFrame) -> bool:
     """The probe gave intervals, so configs can be ranked (or tied); a Pareto front needs that too."""
     return has_probe(rows) and bool((rows["probe/tie_group"] != 0).any())
+
+
+def has_front(rows: pd.DataFrame) -> bool:
+    """A loss-vs-throughput front needs ranked probe figures and trained losses (a --probe-only sweep has none)."""
+    return len(rows) > 1 and probe_ranked(rows) and "val_loss" in rows and bool(rows["val_loss"].notna().all())
 
 
 def design_order(record: SweepRecord, df: pd.DataFrame) -> pd.DataFrame:
