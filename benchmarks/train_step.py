@@ -22,10 +22,12 @@ medians with min/max over rounds and `os.getloadavg()` per round. The machine's 
 measured in the same run (best `torch.mm` GFLOP/s); MFU = tokens/s x raybio's analytic training FLOPs per
 token (raybio/models/flops.py) / that peak.
 
-The last line is the JSON summary: ratios `raybio_over_hf_dense`, `raybio_over_hf_moe` (raybio with
-`train.compile` at its default for the tiny preset's run over HF eager; d_model 256 x 4 layers; `_tiny` for the tiny
-preset), `compiled_over_eager` (raybio compiled / eager, tiny preset, dense), `mfu_cpu` (raybio default,
-d_model 256 x 4 layers, dense), and every contender's tokens/s. `--full` and `--quick` add `sweep_over_bare`
+The last line is the JSON summary: ratios `raybio_over_hf_dense`, `raybio_over_hf_moe` (raybio's step as a
+long run takes it, `train.compile: auto` at >= COMPILE_MIN_STEPS steps, i.e. compiled, over HF's default eager
+step; d_model 256 x 4 layers; `_tiny` for the tiny preset; the same ratios for a short run's default, eager, as
+`raybio_short_over_hf_*`, and compiled over compiled as `raybio_over_hf_compiled_*`), `compiled_over_eager`
+(raybio compiled / eager, tiny preset, dense), `mfu_cpu` (raybio's long-run default, d_model 256 x 4 layers,
+dense), and every contender's tokens/s. `--full` and `--quick` add `sweep_over_bare`
 (two raybio sweep trials at once over two bare loops at once, benchmarks/sweep_pair.py: the demo's 160-step
 sweep with --full, 40 steps with --quick) through `sweep_over_bare()`.
 """
@@ -51,7 +53,7 @@ from raybio.cluster import machine_line
 from raybio.config import ExperimentConfig, load_config
 from raybio.models.flops import flops_per_token
 from raybio.models.model import BioLM
-from raybio.train.engine import build_engine, compile_enabled
+from raybio.train.engine import COMPILE_MIN_STEPS, build_engine, compile_enabled
 from raybio.train.metrics import StepWindow
 from raybio.train.targets import Targets
 from raybio.train.trainer import TrainStep
@@ -326,8 +328,9 @@ def sweep_over_bare(quick: bool) -> dict:
     return measure_sweep_over_bare(quick)
 
 
-def summarise(rows: list[dict], peak: float, default: str) -> tuple[dict, dict]:
-    """(ratios, tokens/s per contender) from the measured rows; `default` names raybio's default contender.
+def summarise(rows: list[dict], peak: float, default: str, short: str) -> tuple[dict, dict]:
+    """(ratios, tokens/s per contender) from the measured rows; `default` names raybio's contender for a long run,
+    `short` the one for a run below COMPILE_MIN_STEPS.
     Every ratio is given per family and config; the headline names are d256x4's (the micro config's with
     --quick), `_tiny` the tiny preset's, and compiled_over_eager is the tiny preset's dense one."""
     names = ("raybio_eager", "raybio_compiled", "bare_eager", "bare_compiled", "hf_eager", "hf_compiled")
@@ -336,6 +339,8 @@ def summarise(rows: list[dict], peak: float, default: str) -> tuple[dict, dict]:
     for r in rows:
         at = f"{r['family']}_{r['config']}"
         ratios[f"raybio_over_hf_{at}"] = r[default]["median"] / r["hf_eager"]["median"]
+        ratios[f"raybio_short_over_hf_{at}"] = r[short]["median"] / r["hf_eager"]["median"]
+        ratios[f"raybio_over_hf_compiled_{at}"] = r["raybio_compiled"]["median"] / r["hf_compiled"]["median"]
         ratios[f"raybio_over_bare_{at}"] = r[default]["median"] / r["bare_eager"]["median"]
         ratios[f"compiled_over_eager_{at}"] = r["raybio_compiled"]["median"] / r["raybio_eager"]["median"]
         ratios[f"mfu_cpu_{at}"] = r[default]["median"] * r["flops_per_token_train"] / peak
@@ -396,10 +401,16 @@ def main() -> None:
         return
     t0, load_at_start = time.perf_counter(), os.getloadavg()[0]
     peak = gemm_peak_flops()
-    default = "raybio_compiled" if compile_enabled(load_config("tiny").train) else "raybio_eager"
+    # Throughput matters in long runs; a short one (the tiny preset's 200 steps) does not compile by default.
+    default, short = (
+        "raybio_compiled" if compile_enabled(load_config("tiny", overrides=[f"train.max_steps={steps}"]).train)
+        else "raybio_eager"
+        for steps in (COMPILE_MIN_STEPS, COMPILE_MIN_STEPS - 1)
+    )  # fmt: skip
     print(
         f"{machine_line()}\ntraining step, {args.batch} x {args.seq_len} input tokens, fp32 CPU, "
-        f"{torch.get_num_threads()} threads; fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s; raybio default: {default}"
+        f"{torch.get_num_threads()} threads; fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s; raybio's default: {default} "
+        f"for a run of >= {COMPILE_MIN_STEPS} steps, {short} below"
     )
     rows = [
         measure(name, model, family, args)
@@ -408,7 +419,7 @@ def main() -> None:
     ]
     peak = max(peak, gemm_peak_flops())  # measured again at the end: the better of the two
     print(table(rows))
-    ratios, tps = summarise(rows, peak, default)
+    ratios, tps = summarise(rows, peak, default, short)
     if args.full or args.quick:
         pair = sweep_over_bare(args.quick)
         ratios["sweep_over_bare"] = pair["sweep_over_bare"]
@@ -417,6 +428,9 @@ def main() -> None:
     for name, goal in GOALS.items():
         if name in ratios:
             print(f"  {name} = {ratios[name]:.2f}  (goal >= {goal}: {'met' if ratios[name] >= goal else 'NOT met'})")
+    print(f"  (raybio's step as a long run takes it, {default}, over HF's default eager step; a short run's "
+          f"{short}: " + ", ".join(f"{k[len('raybio_short_over_hf_'):]} {v:.2f}" for k, v in ratios.items()
+                                   if k.startswith("raybio_short_over_hf_")) + ")")  # fmt: skip
     print(f"  compiled_over_eager = {ratios['compiled_over_eager']:.2f}, mfu_cpu = {ratios['mfu_cpu']:.3f}")
     conditions = {
         "quick": args.quick,
@@ -428,6 +442,7 @@ def main() -> None:
         "dtype": "float32",
         "gemm_peak_flops": peak,
         "raybio_default": default,
+        "raybio_default_short_run": short,
         "machine": machine_line(),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),

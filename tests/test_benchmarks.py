@@ -61,6 +61,15 @@ def test_train_step_quick_reports_its_ratios_and_every_contenders_throughput():
     assert set(summary["tokens_per_s"]) == want
     assert all(math.isfinite(v) and v > 0 for v in summary["tokens_per_s"].values())
     assert summary["conditions"]["gemm_peak_flops"] > 0 and summary["conditions"]["load_1m_at_end"] >= 0
+    # The headline is raybio's step as a long run takes it (compiled); a short run's eager step is given beside it.
+    assert (summary["conditions"]["raybio_default"], summary["conditions"]["raybio_default_short_run"]) == (
+        "raybio_compiled",
+        "raybio_eager",
+    )
+    assert summary["ratios"]["raybio_over_hf_dense_micro"] == pytest.approx(
+        summary["tokens_per_s"]["raybio_compiled_dense_micro"] / summary["tokens_per_s"]["hf_eager_dense_micro"],
+        rel=1e-3,
+    )
 
 
 @pytest.mark.slow
