@@ -19,6 +19,7 @@ LAYERS = {
     "raybio": 0,  # the package itself (its __init__ imports nothing)
     "raybio.schema": 0,
     "raybio.cluster": 0,  # starts or attaches to Ray; imports nothing of raybio
+    "raybio.units": 0,  # SI prefixes for labels and reports
     "raybio.data": 1,
     "raybio.models": 2,
     "raybio.config": 3,  # the experiment: data + model + training configs

@@ -103,6 +103,18 @@ def test_the_check_picks_the_design_with_the_lowest_identified_prediction(grid):
     assert true_loss(best["N"], best["D"], scaling_study.granularity(best["design"])) >= pred["low"]
 
 
+def test_each_moe_design_has_its_own_law_with_krajewskis_coefficient_at_its_granularity(grid):
+    # At one G, Krajewski's law is Chinchilla's with A_G = A + g / G^gamma: each arm's own fit recovers that.
+    _, laws = grid
+    assert list(laws["arms"]) == ["moe_g1", "moe_g2", "moe_g4"]
+    for design, fit in laws["arms"].items():
+        g = scaling_study.granularity(design)
+        est, params = fit["estimates"], law_from(fit).params
+        assert all(e["identified"] for e in est.values()), {k: e["why"] for k, e in est.items()}
+        assert params["alpha"] == pytest.approx(MOE["alpha"], abs=0.05)
+        assert params["A"] == pytest.approx(MOE["A"] + MOE["g"] / g ** MOE["gamma"], rel=0.3)
+
+
 def test_leverage_of_the_moe_designs_matches_the_known_laws_ordering(grid):
     _, laws = grid
     at_cmax = {lev["G"]: lev["estimate"] for lev in laws["leverage"] if lev["compute"] == max(BUDGETS)}

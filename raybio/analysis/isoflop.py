@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from raybio.analysis.estimates import Estimate, derived, judge, percentile_interval, si
+from raybio.analysis.estimates import Estimate, derived, judge, percentile_interval
 from raybio.analysis.fitting import MIN_CONVERGED, stratified_resample
+from raybio.units import si
 
 MIN_SIZES = 3  # distinct sizes for a parabola
 MIN_BUDGETS = 3  # budgets with an interior minimum for a power law with a residual to check

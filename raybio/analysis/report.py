@@ -13,11 +13,11 @@ from __future__ import annotations
 from raybio.analysis.answer import answer_study
 from raybio.analysis.document import Bullets, Code, Document, Figure, Section, Table, Text, write_document
 from raybio.analysis.downstream import downstream_section
-from raybio.analysis.estimates import si
 from raybio.analysis.report_plots import draw_figures
 from raybio.analysis.report_tables import ReportTables, build_tables, has_probe
 from raybio.analysis.studies import study_sections
 from raybio.tune.record import SweepRecord
+from raybio.units import si
 
 HEADLINE = (
     "Headline metric: validation loss on the masked positions only (MLM: every picked token replaced by "

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raybio.analysis.estimates import Estimate, derived, si
+from raybio.analysis.estimates import Estimate, derived
 from raybio.analysis.fitting import LawFit, fit_law
 from raybio.analysis.isoflop import IsoFlopFit, fit_isoflop
 from raybio.analysis.laws import CHINCHILLA, GRANULAR_MOE, chinchilla_form, compute_for_loss, compute_optimum
+from raybio.units import si
 
 __all__ = [
     "Estimate",

@@ -133,7 +133,7 @@ def law_fit_plot(laws: dict) -> bytes:
 
 
 def dense_vs_moe_plot(runs: pd.DataFrame, laws: dict) -> bytes:
-    """Compute-optimal loss vs C for dense and each MoE granularity (law, 95 % band), the best measured run per
+    """Compute-optimal loss vs C for dense and each MoE design (its own law, 95 % band), the best measured run per
     budget, and the leverage at the largest budget and at C*."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     curves = laws["curves"]
@@ -150,7 +150,7 @@ def dense_vs_moe_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     for lev in laws["leverage"]:
         e = lev["estimate"]
         value = f"{e['value']:.2f}× [{e['low']:.2f}, {e['high']:.2f}]" if e["identified"] else "not identified"
-        notes.append(f"leverage G={lev['G']} at {FLOP(lev['compute'])}: {value}")
+        notes.append(f"leverage {lev.get('design', lev['G'])} at {FLOP(lev['compute'])}: {value}")
     ax.text(0.99, 0.99, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7,
             bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})  # fmt: skip
     mark_extrapolation(ax, laws)

@@ -11,9 +11,9 @@ import pandas as pd
 
 from raybio.analysis import scaling_plots
 from raybio.analysis.document import Bullets, Document, Section, Table, Text, to_markdown
-from raybio.analysis.estimates import si
 from raybio.analysis.scaling_study import LAWS, TOLERANCE, runs_table
 from raybio.tune.record import SweepRecord
+from raybio.units import si
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 LAW_NAMES = {"chinchilla": "L(N, D) by approach 3", "granular_moe": "Krajewski's L(N, D, G)"}
@@ -57,9 +57,17 @@ def law_table(fit: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def law_caption(fit: dict) -> str:
-    return (f"{LAW_NAMES[fit['law']]}: {fit['formula']}; {fit['n_runs']} runs, {fit['boot_converged']:.0%} of the "
-            "bootstrap refits converged (runs resampled within each budget, every refit from the grid)")  # fmt: skip
+def law_caption(fit: dict, design: str = "") -> str:
+    name = f"{design}'s own {LAW_NAMES[fit['law']]}" if design else LAW_NAMES[fit["law"]]
+    return (f"{name}: {fit['formula']}; {fit['n_runs']} runs, {fit['boot_converged']:.0%} of the bootstrap refits "
+            "converged (runs resampled within each budget, every refit from the grid)")  # fmt: skip
+
+
+def law_tables(laws: dict) -> list[Table]:
+    """Each fitted law's table: dense L(N, D), Krajewski's L(N, D, G) on the MoE arms, each MoE design's L(N, D)."""
+    tables = [Table(law_table(laws[key]), caption=law_caption(laws[key])) for key in ("dense", "moe") if key in laws]
+    return tables + [Table(law_table(fit), caption=law_caption(fit, design)) for design, fit in
+                     laws.get("arms", {}).items()]  # fmt: skip
 
 
 def isoflop_table(laws: dict) -> pd.DataFrame:
@@ -86,7 +94,7 @@ def leverage_table(laws: dict) -> pd.DataFrame:
     c_max = max(laws["budgets"])
     fmt = lambda v: f"{v:.2f}×"  # noqa: E731
     return pd.DataFrame(
-        [{"MoE granularity G": lev["G"], "compute C": si(lev["compute"], "FLOP"),
+        [{"MoE design": lev.get("design", f"moe_g{lev['G']}"), "compute C": si(lev["compute"], "FLOP"),
           "where": "largest fitted budget" if lev["compute"] == c_max else f"{lev['compute'] / c_max:.1f}× past it",
           "leverage [95 % interval]": fmt_estimate(lev["estimate"], fmt)}
          for lev in laws["leverage"]]
@@ -150,23 +158,9 @@ def sections(record: SweepRecord, laws: dict) -> list[Section]:
     """The "Scaling laws" section: design, IsoFLOP profiles, L(N, D), MoE, and the predictive check."""
     runs = runs_table(record)
     figs = scaling_plots.draw(runs, laws)
-    subs = [design_section(laws, runs), isoflop_section(laws, figs), approach3_section(laws, figs)]
-    subs += [moe_section(laws, figs), check_section(laws, figs)]
+    subs = [isoflop_section(laws, figs), approach3_section(laws, figs), moe_section(laws, figs)]
+    subs = [design_section(laws, runs), *subs, check_section(laws, figs)]
     return [Section("Scaling laws", [Text(INTRO)], [s for s in subs if s is not None])]
-
-
-def design_section(laws: dict, runs: pd.DataFrame) -> Section:
-    grid = runs[runs["role"] == "grid"]
-    items = [
-        f"**Budgets:** {', '.join(si(c, 'FLOP') for c in laws['budgets'])} (training FLOPs, analytic)",
-        f"**Sizes:** {', '.join(laws['sizes'])}: N = {si(grid['N'].min())} to {si(grid['N'].max())} active parameters",
-        f"**Designs:** {', '.join(laws['designs'])} (moe_g<G>: G× as many experts, 1/G the hidden size, top-k × G: "
-        "the dense model's active FFN compute)",
-        f"**FLOPs per active parameter per token:** {laws['flops_per_param_token']:.2f} on average (6 for the "
-        "matmuls of the weights, plus attention over the window and the LM head); the closed-form optima use it",
-    ]
-    table = Table(runs_frame(runs), caption=f"every run ({len(runs)})", collapsed=True)
-    return Section("Design", [Bullets(items), table])
 
 
 def isoflop_section(laws: dict, figs: dict) -> Section:
@@ -190,6 +184,13 @@ def moe_section(laws: dict, figs: dict) -> Section | None:
     if "moe" not in laws:
         return None
     blocks = [Table(law_table(laws["moe"]), caption=law_caption(laws["moe"]))]
+    if arms := laws.get("arms"):
+        blocks.append(Text(
+            "At one granularity Krajewski's law is Chinchilla's with A_G = A + g/G^γ. Each MoE design's own L(N, D), "
+            "fitted on its arm alone, needs neither γ nor three granularities: its predictions, compute-optimal loss "
+            "and leverage below come from it."
+        ))  # fmt: skip
+        blocks += [Table(law_table(fit), caption=law_caption(fit, design)) for design, fit in arms.items()]
     if laws["leverage"]:
         blocks += [figs["dense_vs_moe.png"], Table(leverage_table(laws), caption="efficiency leverage"), Text(
             "Efficiency leverage: the dense compute whose compute-optimal loss equals the MoE design's compute-optimal "
@@ -225,12 +226,23 @@ def optimum_lines(check: dict) -> list[str]:
     return lines
 
 
+def design_section(laws: dict, runs: pd.DataFrame) -> Section:
+    grid = runs[runs["role"] == "grid"]
+    items = [
+        f"**Budgets:** {', '.join(si(c, 'FLOP') for c in laws['budgets'])} (training FLOPs, analytic)",
+        f"**Sizes:** {', '.join(laws['sizes'])}: N = {si(grid['N'].min())} to {si(grid['N'].max())} active parameters",
+        f"**Designs:** {', '.join(laws['designs'])} (moe_g<G>: G× as many experts, 1/G the hidden size, top-k × G: "
+        "the dense model's active FFN compute)",
+        f"**FLOPs per active parameter per token:** {laws['flops_per_param_token']:.2f} on average (6 for the "
+        "matmuls of the weights, plus attention over the window and the LM head); the closed-form optima use it",
+    ]
+    table = Table(runs_frame(runs), caption=f"every run ({len(runs)})", collapsed=True)
+    return Section("Design", [Bullets(items), table])
+
+
 def console_text(laws: dict) -> str:
     """The laws and the check as Markdown for the console (the report has the same tables and the figures)."""
-    blocks: list = []
-    for key in ("dense", "moe"):
-        if key in laws:
-            blocks.append(Table(law_table(laws[key]), caption=law_caption(laws[key])))
+    blocks: list = law_tables(laws)
     blocks.append(Table(exponent_table(laws), caption="IsoFLOP exponents (approach 2)"))
     if laws["leverage"]:
         blocks.append(Table(leverage_table(laws), caption="efficiency leverage"))

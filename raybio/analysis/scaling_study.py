@@ -6,8 +6,11 @@ parameters, D = tokens trained (its FLOPs over its analytic train FLOPs per toke
 mask-only validation loss. Fitted with raybio.analysis.scaling (no fitting here):
 
 - dense: approach 3, L(N, D), and approach 2 (IsoFLOP parabola minima → N_opt ∝ C^a, D_opt ∝ C^b);
-- MoE (designs `moe_g<G>`): Krajewski's L(N, D, G) on all of them together, approach 2 per design;
-- the efficiency leverage of each granularity over dense, at the largest budget and at the check's;
+- MoE (designs `moe_g<G>`): Krajewski's L(N, D, G) on all of them together (does granularity pay: γ, g), and
+  each design's own L(N, D) (`laws["arms"]`): at one G Krajewski's law *is* Chinchilla's with A_G = A + g/G^γ,
+  and fitted on its own arm it needs neither three granularities nor γ, so a design's predictions, optimum and
+  leverage come from it; approach 2 per design;
+- the efficiency leverage of each MoE design over dense, at the largest budget and at the check's;
 - the check: at C* (a multiple of the largest budget) the design with the lowest *identified* predicted loss
   among the ladder's sizes × the designs, and once trained (`scaling_role` "check" rows) its measured loss
   over seeds against the prediction.
@@ -57,10 +60,9 @@ def granularity(design: str) -> int | None:
     return None if design == "dense" else int(design.removeprefix("moe_g"))
 
 
-def law_of(design: str) -> tuple[str, dict]:
-    """The law that covers `design` ("dense" or "moe") and the features it fixes for it ({"G": G} for MoE)."""
-    g = granularity(design)
-    return ("dense", {}) if g is None else ("moe", {"G": g})
+def design_law(laws: dict, design: str) -> dict | None:
+    """The L(N, D) fit (JSON) that predicts `design`: the dense law, or the MoE design's own arm's; None unfitted."""
+    return laws.get("dense") if design == "dense" else laws.get("arms", {}).get(design)
 
 
 def runs_table(record: SweepRecord) -> pd.DataFrame:
@@ -178,21 +180,25 @@ def fit_laws(record: SweepRecord, *, check_compute: float | None = None, check_d
     if len(moe):
         fit = fit_granular_moe(moe["N"], moe["D"], moe["G"], moe["loss"], moe["budget"], n_boot=n_boot, seed=seed)
         laws["moe"] = law_json(fit)
+        laws["arms"] = {design: law_json(fit_approach3(g["N"], g["D"], g["loss"], g["budget"], n_boot=n_boot,
+                                                       seed=seed))
+                        for design, g in moe.groupby("design", sort=False)}  # fmt: skip
     c_star = check_compute or DEFAULT_CHECK_RATIO * max(budgets)
-    laws["leverage"] = leverages(laws, sorted(moe["G"].unique().tolist()), [max(budgets), c_star])
+    laws["leverage"] = leverages(laws, [max(budgets), c_star])
     laws["check"] = check_pick(record, laws, c_star, check_design, fallback_design)
     return laws
 
 
-def leverages(laws: dict, granularities: list[int], computes: list[float]) -> list[dict]:
-    """Dense compute to match each granularity's compute-optimal loss, over the MoE's compute, at each compute."""
-    if "dense" not in laws or "moe" not in laws:
+def leverages(laws: dict, computes: list[float]) -> list[dict]:
+    """Dense compute to match each MoE design's compute-optimal loss, over the MoE's compute, at each compute (each
+    design's own L(N, D) against the dense one)."""
+    if "dense" not in laws:
         return []
-    dense, moe, k = law_from(laws["dense"]), law_from(laws["moe"]), laws["flops_per_param_token"]
+    dense, k = law_from(laws["dense"]), laws["flops_per_param_token"]
     return [
-        {"G": int(g), "compute": c,
-         "estimate": estimate_json(efficiency_leverage(dense, moe, c, flops_per_param_token=k, G=g))}
-        for g in granularities for c in computes
+        {"design": design, "G": granularity(design), "compute": c,
+         "estimate": estimate_json(efficiency_leverage(dense, law_from(arm), c, flops_per_param_token=k))}
+        for design, arm in laws.get("arms", {}).items() for c in computes
     ]  # fmt: skip
 
 
@@ -219,19 +225,18 @@ def candidate(record: SweepRecord, laws: dict, size: str, design: str, compute: 
     exp = trial_experiment(base, {BUDGET_AXIS: compute, "size": size, "design": design})
     t = exp.train
     n, d = active_params(exp), float(t.max_steps * t.batch_size * t.num_workers * exp.data.seq_len)
-    key, fixed = law_of(design)
-    if key not in laws:
-        est = Estimate(None, None, None, False, f"no {key} runs were fitted")
-    else:
-        est = predict_loss(law_from(laws[key]), N=n, D=d, **fixed)
+    fit = design_law(laws, design)
+    est = Estimate(None, None, None, False, f"no {design} runs were fitted") if fit is None else \
+        predict_loss(law_from(fit), N=n, D=d)  # fmt: skip
     return {"size": size, "design": design, "N": float(n), "D": d, "steps": t.max_steps,
             "predicted": estimate_json(est)}  # fmt: skip
 
 
 def unidentified(laws: dict) -> str:
-    """Which fitted law leaves which parameters not identified ("dense: alpha; moe: A, g"), for a short why."""
-    parts = [f"{key}: {', '.join(n for n, e in laws[key]['estimates'].items() if not e['identified'])}"
-             for key in ("dense", "moe") if key in laws]  # fmt: skip
+    """Which design's law leaves which parameters not identified ("dense: alpha; moe_g2: A"), for a short why."""
+    fits = {"dense": laws["dense"]} if "dense" in laws else {}
+    parts = [f"{design}: {', '.join(n for n, e in fit['estimates'].items() if not e['identified'])}"
+             for design, fit in (fits | laws.get("arms", {})).items()]  # fmt: skip
     return "; ".join(p for p in parts if not p.endswith(": ")) + " (not identified; the table gives each candidate)"
 
 
@@ -307,8 +312,8 @@ def check_curve(check: dict, fits: dict[str, LawFit], cs: np.ndarray) -> dict | 
     pick = check["pick"]
     if pick is None or not pick["predicted"]["identified"]:
         return None
-    key, fixed = law_of(pick["design"])
-    return band([predict_loss(fits[key], N=pick["N"], D=pick["D"] * c / check["compute"], **fixed) for c in cs])
+    fit = fits[pick["design"]]
+    return band([predict_loss(fit, N=pick["N"], D=pick["D"] * c / check["compute"]) for c in cs])
 
 
 def curves(laws: dict, runs: pd.DataFrame) -> dict:
@@ -317,15 +322,15 @@ def curves(laws: dict, runs: pd.DataFrame) -> dict:
     its 95 % band over refits; each budget's IsoFLOP parabola; each law's fitted loss at its runs."""
     grid = runs[runs["role"] == "grid"]
     dense = grid["design"] == "dense"
-    fits = {key: law_from(laws[key]) for key in ("dense", "moe") if key in laws}
+    laws_ = {key: law_from(laws[key]) for key in ("dense", "moe") if key in laws}
+    fits = {d: law_from(fit) for d in laws["designs"] if (fit := design_law(laws, d)) is not None}
     cs = np.geomspace(min(laws["budgets"]) * SPAN[0], laws["check"]["compute"] * SPAN[1], N_SPAN)
     k = laws["flops_per_param_token"]
-    optima = {d: [compute_optimal(fits[key], c, flops_per_param_token=k, **fixed) for c in cs]
-              for d in laws["designs"] for key, fixed in [law_of(d)] if key in fits}  # fmt: skip
+    optima = {d: [compute_optimal(fit, c, flops_per_param_token=k) for c in cs] for d, fit in fits.items()}
     out = {
         "compute": cs.tolist(),
         "parabolas": {d: parabolas(iso["minima"], grid[grid["design"] == d]) for d, iso in laws["isoflop"].items()},
-        "fitted": {key: fitted_runs(fit, grid[dense == (key == "dense")]) for key, fit in fits.items()},
+        "fitted": {key: fitted_runs(fit, grid[dense == (key == "dense")]) for key, fit in laws_.items()},
         "optimal_loss": {d: band([o.loss for o in opt]) for d, opt in optima.items()},
         "check": check_curve(laws["check"], fits, cs),
     }

@@ -27,6 +27,7 @@ from raybio.config import ExperimentConfig, saved_experiment
 from raybio.data import storage
 from raybio.data.prepare import default_shards_uri
 from raybio.tune.space import trial_experiment
+from raybio.units import si
 
 
 class Requirement(BaseModel):
@@ -113,8 +114,7 @@ def axis_label(values: Mapping, axes: list[str]) -> str:
 def _short(value):
     """1350000000000.0 -> 1.35T (a FLOP budget); everything else as it is."""
     if isinstance(value, float) and value.is_integer() and abs(value) >= 1e4:
-        scale, unit = next((s, u) for s, u in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(value) >= s)
-        return f"{value / scale:.3g}{unit}"
+        return si(value).replace(" ", "")
     return value
 
 
@@ -169,27 +169,23 @@ class SweepRecord:
 
     def trials(self) -> list[TrialRun]:
         """Every trial's experiment (rebuilt from the base config and its axis values) and checkpoint."""
+        rows = [row for _, row in self.results.iterrows()]
+        params = [{a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in self.axes} for row in rows]
+        names = [(trial_label(p, r["trial_id"]), config_label(p, self.axes)) for p, r in zip(params, rows, strict=True)]
+        ckpts = [self._checkpoint(row) for row in rows]
         base = saved_experiment(self.meta.base)
-        runs = []
-        for _, row in self.results.iterrows():
-            params = {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in self.axes}
-            exp = trial_experiment(base, params)
-            ckpt = row.get("checkpoint_path", "") or ""
-            if ckpt and storage.is_remote(self.root) and "://" not in ckpt:  # Ray reports bucket paths bare
-                ckpt = f"{self.root.split('://')[0]}://{ckpt}"
-            runs.append(
-                TrialRun(
-                    trial_id=row["trial_id"],
-                    label=trial_label(params, row["trial_id"]),
-                    config=config_label(params, self.axes),
-                    params=params,
-                    ok=row["status"] == "OK",
-                    experiment=exp,
-                    checkpoint_uri=ckpt,
-                    shards_uri=default_shards_uri(self.root, exp.data),
-                )
-            )
-        return runs
+        exps = [trial_experiment(base, p) for p in params]
+        return [
+            TrialRun(trial_id=row["trial_id"], label=label, config=config, params=p, ok=row["status"] == "OK",
+                     experiment=exp, checkpoint_uri=ckpt, shards_uri=default_shards_uri(self.root, exp.data))
+            for row, p, (label, config), ckpt, exp in zip(rows, params, names, ckpts, exps, strict=True)
+        ]  # fmt: skip
+
+    def _checkpoint(self, row: pd.Series) -> str:
+        ckpt = row.get("checkpoint_path", "") or ""
+        if ckpt and storage.is_remote(self.root) and "://" not in ckpt:  # Ray reports bucket paths bare
+            return f"{self.root.split('://')[0]}://{ckpt}"
+        return ckpt
 
     def save(self, report: dict[str, bytes] | None = None) -> None:
         """Every file of the record, each written atomically (tables as CSV and parquet); `report` (file name ->

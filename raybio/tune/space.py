@@ -8,6 +8,7 @@ base experiment (granularity splits the base experts).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from raybio.config import PRESETS, ExperimentConfig, deep_merge
@@ -150,26 +151,16 @@ def dotted(path: str, value: object) -> dict:
 DERIVED = ("granularity", "design", "variant_equal_params")
 
 
-def overrides_for(params: dict, base: ExperimentConfig) -> dict:
-    """Config overrides for one trial's axis values (named axes or dotted paths): every axis against the base,
-    then the DERIVED ones against the experiment the others made."""
+def trial_experiment(base: ExperimentConfig, params: dict) -> ExperimentConfig:
+    """The validated experiment of one trial's axis values (named axes or dotted paths): every other axis against
+    the base, then the DERIVED ones against the experiment the others made."""
     from raybio.config import validate
 
     if unknown := [n for n in params if n not in AXES and "." not in n]:
         raise ValueError(f"unknown sweep axis {unknown[0]!r}; use one of {sorted(AXES)} or a dotted config path")
-    out: dict = {}
-    for name in sorted(params, key=lambda n: n in DERIVED):  # stable: the others first, in their order
-        value = params[name]
-        if name not in AXES:
-            part = dotted(name, value)
-        else:
-            part = AXES[name](value, validate(deep_merge(base.model_dump(), out)) if name in DERIVED and out else base)
-        out = deep_merge(out, part)
-    return out
-
-
-def trial_experiment(base: ExperimentConfig, params: dict) -> ExperimentConfig:
-    """The validated experiment of one trial."""
-    from raybio.config import validate
-
-    return validate(deep_merge(base.model_dump(), overrides_for(params, base)))
+    exp = base
+    for stage in (False, True):
+        parts = [AXES[n](v, exp) if n in AXES else dotted(n, v) for n, v in params.items() if (n in DERIVED) == stage]
+        if parts or not stage:  # the first stage always validates: an empty trial is the base, checked
+            exp = validate(functools.reduce(deep_merge, parts, exp.model_dump()))
+    return exp
