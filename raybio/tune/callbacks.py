@@ -16,8 +16,10 @@ from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 from torch.utils.tensorboard import SummaryWriter
 
+from raybio.config import ExperimentConfig
 from raybio.train.reporting import progress_line
 from raybio.tune.record import axis_label, trial_label
+from raybio.tune.space import trial_experiment
 
 STEP_SCALARS = {
     "loss": "loss/train",
@@ -123,17 +125,24 @@ class OrderedTuneReportCallback(TuneReportCallback):
 
 
 class ProgressLineCallback(Callback):
-    """One line per trial when it starts, at each validation and at its end, labelled with its axis values."""
+    """One line per trial when it starts (with its steps), at each validation and at its end, labelled with its axis
+    values."""
 
-    def __init__(self, axes: list[str], max_steps: int | None):
-        self.axes, self.max_steps = axes, max_steps
+    def __init__(self, axes: list[str], base: ExperimentConfig):
+        self.axes, self.base = axes, base
+        self.max_steps: dict[str, int] = {}  # per trial: a FLOP budget or an axis may set its own
 
     def _who(self, trial) -> str:
-        return f"trial {trial.trial_id} ({axis_label((trial.config or {}).get('params', {}), self.axes)})"
+        return f"trial {trial.trial_id} ({axis_label(self._params(trial), self.axes)})"
+
+    @staticmethod
+    def _params(trial) -> dict:
+        return (trial.config or {}).get("params", {})
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        print(f"[raybio] {self._who(trial)}: started", flush=True)
+        steps = self.max_steps[trial.trial_id] = trial_experiment(self.base, self._params(trial)).train.max_steps
+        print(f"[raybio] {self._who(trial)}: started ({steps:,} steps)", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if line := progress_line(result, self.max_steps, self._who(trial)):
+        if line := progress_line(result, self.max_steps.get(trial.trial_id), self._who(trial)):
             print(line, flush=True)

@@ -69,11 +69,6 @@ class SweepSpec:
         return self.base.train.flop_budget
 
     @property
-    def flop_budgeted(self) -> bool:
-        """Whether trials' steps come from a FLOP budget: the base's, or each trial's own (a train.flop_budget axis)."""
-        return bool(self.flop_budget) or "train.flop_budget" in self.axes
-
-    @property
     def budget(self) -> str:
         if "train.flop_budget" in self.axes:
             return "own compute budget per trial (the train.flop_budget axis), each with its complete schedule"
@@ -198,7 +193,7 @@ def _tuner(spec: SweepSpec, root: str, tb_dir: str, concurrency: int) -> tune.Tu
         CSVLoggerCallback(),
         JsonLoggerCallback(),
         TensorBoardCallback(tb_dir),
-        ProgressLineCallback(list(spec.axes), None if spec.flop_budgeted else spec.base.train.max_steps),
+        ProgressLineCallback(list(spec.axes), spec.base),
         *tracker_callbacks(spec.tracker, spec.name),
     ]
     return tune.Tuner(
