@@ -207,3 +207,12 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     img = np.asarray(Image.open(png).convert("L"))
     assert img.shape == (3000, 1280)
     assert (img < 128).mean() > 0.01  # text and plots were drawn, not a blank page
+
+
+def test_router_metrics_of_every_moe_trial_fold_into_one_table(report):
+    # One collapsed table with a row per (trial, layer), however many MoE trials; dense trials have none.
+    md = _md(report)
+    assert md.count("router metrics per layer") == 1
+    moe_trials = report.results["router/layer0/max_over_mean_load"].notna().sum()
+    section = md.split("*router metrics per layer, every MoE trial*", 1)[1].split("\n\n", 2)[1]
+    assert len(section.strip().splitlines()) == 2 + moe_trials  # header, rule, one row per MoE trial's layer 0

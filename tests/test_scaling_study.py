@@ -190,6 +190,20 @@ def test_predicted_vs_measured_is_a_hit_only_inside_the_interval_and_within_one_
     pred = laws["check"]["pick"]["predicted"]["value"]
     assert m["diff"] == pytest.approx(losses.mean() - pred) and m["rel"] == pytest.approx(m["diff"] / pred)
     assert (m["inside"] and m["within_tolerance"]) is hit and m["verdict"].startswith("hit" if hit else "miss")
+    assert ("signs" in m) is not hit
+
+
+def test_a_miss_under_the_fitted_floor_says_so_and_a_hit_gives_no_signs(grid):
+    record, laws = grid
+    axes = {BUDGET_AXIS: [laws["check"]["compute"]], "size": [laws["check"]["pick"]["size"]],
+            "design": [laws["check"]["pick"]["design"]], SEED_AXIS: [0, 1]}  # fmt: skip
+    check = SweepRecord(record.uri, record.meta.model_copy(update={"axes": axes}),
+                        pd.DataFrame(check_rows(laws, [0, 1], -0.5)))  # fmt: skip
+    m = compute(with_check(record, check, json.loads(json.dumps(laws))))["check"]["measured"]
+    floor = law_from(scaling_study.design_law(laws, laws["check"]["pick"]["design"])).params["E"]
+    assert m["mean"] < floor  # half the truth: below the fitted E (1.1 by construction)
+    assert m["signs"][0] == "the check learned more than its law extrapolates to C*"
+    assert any(f"below the law's fitted floor E = {floor:.4f}" in sign for sign in m["signs"])
 
 
 def test_the_report_draws_every_figure_and_states_the_answers(grid):

@@ -57,7 +57,8 @@ def study_section(record: SweepRecord, t: ReportTables) -> Section:
         f"**Swept:** {', '.join(f'{a} ∈ {axis_values(v)}' for a, v in meta.axes.items())} ({meta.search} search, "
         f"{len(record.results)} trials, {int(rows['seeds'].sum()) if len(rows) else 0} finished; {t.seeds})",
         f"**Budget:** {meta.budget or '-'}",
-        f"**Run on:** {meta.machine}; trials' wall time {meta.wall_time_s or '?'} s (before the probe and analysis)",
+        f"**Run on:** {meta.machine}; trials' wall time "
+        f"{'?' if meta.wall_time_s is None else f'{meta.wall_time_s:,.0f}'} s (before the probe and analysis)",
         f"**Base model:** pattern {m['pattern']}, d_model {m['d_model']}, {m['n_layers']} layers, "
         f"objective {m['objective']}",
     ]
@@ -114,7 +115,8 @@ def results_section(record: SweepRecord, t: ReportTables) -> Section:
                    "hardware: they describe the run, not the configs.")  # fmt: skip
     blocks = [Text(conditions), Table(t.configs, caption="per config (mean over its seeds)")]
     blocks.append(Table(t.trials, caption="every trial (seeds separately)", collapsed=True))
-    blocks += [Table(table, caption=f"router metrics per layer: {label}", collapsed=True) for label, table in t.routers]
+    if len(t.routers):
+        blocks.append(Table(t.routers, caption="router metrics per layer, every MoE trial", collapsed=True))
     failed = record.results[record.results["status"] != "OK"]
     blocks += [Text(f"**Trial {r['trial_id']} failed:** {r['error']}", callout=True) for _, r in failed.iterrows()]
     return Section("Results", blocks)

@@ -21,12 +21,12 @@ Z95 = 1.96
 
 def log_axis(ax, axis: str = "x", unit: str = "") -> None:
     """Log scale with labels at 1-2-5 steps in engineering notation (2 G, 5 G), 1-3 or decades only where the data
-    span two decades or more (labels with a unit would run into each other), none on minor ticks."""
+    span more decades (labels with a unit would run into each other), none on minor ticks."""
     target = ax.xaxis if axis == "x" else ax.yaxis
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
     low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
     decades = np.log10(high / low) if low > 0 else 0.0
-    subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0, 3.0) if decades < 3 else (1.0,)
+    subs = (1.0, 2.0, 5.0) if decades < 1.3 else (1.0, 3.0) if decades < 2.5 else (1.0,)
     target.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     target.set_major_formatter(EngFormatter(unit=unit, places=0, sep=" "))
     target.set_minor_formatter(NullFormatter())

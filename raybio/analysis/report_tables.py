@@ -26,7 +26,7 @@ class ReportTables:
     labels: dict[str, str]  # trial id -> its config's label
     configs: pd.DataFrame
     trials: pd.DataFrame
-    routers: list[tuple[str, pd.DataFrame]]
+    routers: pd.DataFrame  # (trial, layer) rows; empty without MoE trials
     claims: list[tuple[dict, pd.DataFrame]]
     anatomy: pd.DataFrame
     throughput: str  # the ranking with ties, or why there is none
@@ -157,20 +157,19 @@ def trial_table(record: SweepRecord) -> pd.DataFrame:
     return out
 
 
-def router_details(record: SweepRecord) -> list[tuple[str, pd.DataFrame]]:
-    """(trial label, layer × router metric) for every trial with router metrics."""
-    out = []
+def router_details(record: SweepRecord) -> pd.DataFrame:
+    """Router metrics per layer of every trial that has them, one row per (trial, layer): one table, however many
+    trials (a study of a hundred small MoE runs would otherwise list a hundred)."""
+    rows = []
     for _, row in design_order(record, record.results).iterrows():
-        cells = {c: row[c] for c in row.index if c.startswith("router/") and pd.notna(row[c])}
         per_layer: dict[str, dict] = {}
-        for c, v in cells.items():
-            _, layer, metric = c.split("/", 2)
-            if not metric.startswith("tokens_e"):
-                per_layer.setdefault(layer.removeprefix("layer"), {})[metric] = f"{float(v):.4g}"
-        if per_layer:
-            table = pd.DataFrame.from_dict(per_layer, orient="index").rename_axis("layer").reset_index()
-            out.append((row["trial_config"], table))
-    return out
+        for c in row.index:
+            if c.startswith("router/") and pd.notna(row[c]):
+                _, layer, metric = c.split("/", 2)
+                if not metric.startswith("tokens_e"):
+                    per_layer.setdefault(layer.removeprefix("layer"), {})[metric] = f"{float(row[c]):.4g}"
+        rows += [{"trial": row["trial_config"], "layer": layer, **metrics} for layer, metrics in per_layer.items()]
+    return pd.DataFrame(rows)
 
 
 def claim_table(claim: dict) -> pd.DataFrame:

@@ -141,6 +141,8 @@ def check_table(check: dict) -> pd.DataFrame:
         rows += [("measured − predicted", f"{m['diff']:+.4f} nats ({m['rel']:+.2%})"),
                  ("seeds inside the 95 % interval", f"{m['seeds_inside']} of {len(m['losses'])}")]  # fmt: skip
     rows.append(("verdict", m["verdict"]))
+    if m.get("signs"):
+        rows.append(("what the runs say of the miss", "; ".join(m["signs"])))
     return pd.DataFrame(rows, columns=["", "value"])
 
 

@@ -370,7 +370,28 @@ def measured_check(laws: dict, runs: pd.DataFrame) -> dict | None:
     out |= {"diff": diff, "rel": diff / value, "inside": inside, "within_tolerance": close, "z": diff / combined,
             "seeds_inside": int(((losses >= low) & (losses <= high)).sum())}  # fmt: skip
     out["verdict"] = verdict(out, value, low, high)
+    if not (inside and close):
+        out["signs"] = miss_signs(out, laws, runs)
     return out
+
+
+def miss_signs(m: dict, laws: dict, runs: pd.DataFrame) -> list[str]:
+    """What the runs say about a miss: its direction, a measured loss under the law's fitted floor E, and check
+    seeds spread far wider than the grid's seeds (runs in a regime the grid's budgets did not reach)."""
+    pick = laws["check"]["pick"]
+    signs = [f"the check learned {'more' if m['diff'] < 0 else 'less'} than its law extrapolates to C*"]
+    floor = law_from(design_law(laws, pick["design"])).params["E"]
+    if m["mean"] < floor:
+        signs.append(f"its mean lies below the law's fitted floor E = {floor:.4f}: at this compute that is no floor")
+    grid = runs[(runs["role"] == "grid") & (runs["design"] == pick["design"])]
+    top = grid[np.isclose(grid["budget"], grid["budget"].max())]
+    cells = top.groupby("size")["loss"]
+    if m["sd"] is not None and (cells.count() > 1).all():
+        grid_sd = float(np.sqrt(cells.var(ddof=1).mean()))  # pooled over the largest budget's sizes
+        if m["sd"] > 3 * grid_sd:
+            wide = f"its seeds spread {m['sd'] / grid_sd:.0f}× as wide (SD {m['sd']:.4f}) as the grid's"
+            signs.append(f"{wide} at the largest budget ({grid_sd:.4f}): the runs changed behaviour past the budgets")
+    return signs
 
 
 def verdict(m: dict, value: float, low: float, high: float) -> str:
