@@ -12,7 +12,9 @@ leverage. Then the predictive check: at C* (--predict, default 4× the largest b
 design with the lowest *identified* predicted loss is trained once per --check-seeds seed, and the report
 sets the measured loss against the prediction made before it trained.
 
-    python sweeps/scaling.py                       # the committed CPU report (about 35 min on 2 cores)
+    python sweeps/scaling.py                       # the default grid (about 30 min on 2 cores; one seed)
+    python sweeps/scaling.py --designs dense moe_g2 --train-seeds 0 1 2 3 --check-seeds 0 1
+                                                   # the committed CPU report (44 min): 4 seeds identify the laws
     python sweeps/scaling.py --smoke               # the path end to end in a few minutes
     ray job submit --working-dir . -- python sweeps/scaling.py --budgets 1e15 3e15 9e15 \\
         --sizes micro-3 micro-4 micro-5 micro-6 --gpus-per-worker 1
