@@ -322,7 +322,7 @@ def curves(laws: dict, runs: pd.DataFrame) -> dict:
     its 95 % band over refits; each budget's IsoFLOP parabola; each law's fitted loss at its runs."""
     grid = runs[runs["role"] == "grid"]
     dense = grid["design"] == "dense"
-    laws_ = {key: law_from(laws[key]) for key in ("dense", "moe") if key in laws}
+    in_sample = {key: law_from(laws[key]) for key in ("dense", "moe") if key in laws}  # the law_fit figure's
     fits = {d: law_from(fit) for d in laws["designs"] if (fit := design_law(laws, d)) is not None}
     cs = np.geomspace(min(laws["budgets"]) * SPAN[0], laws["check"]["compute"] * SPAN[1], N_SPAN)
     k = laws["flops_per_param_token"]
@@ -330,7 +330,7 @@ def curves(laws: dict, runs: pd.DataFrame) -> dict:
     out = {
         "compute": cs.tolist(),
         "parabolas": {d: parabolas(iso["minima"], grid[grid["design"] == d]) for d, iso in laws["isoflop"].items()},
-        "fitted": {key: fitted_runs(fit, grid[dense == (key == "dense")]) for key, fit in laws_.items()},
+        "fitted": {key: fitted_runs(fit, grid[dense == (key == "dense")]) for key, fit in in_sample.items()},
         "optimal_loss": {d: band([o.loss for o in opt]) for d, opt in optima.items()},
         "check": check_curve(laws["check"], fits, cs),
     }
