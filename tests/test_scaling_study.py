@@ -242,3 +242,20 @@ def test_a_design_splits_the_ffn_of_its_size_whatever_the_axis_order():
     assert a == b
     d = load_config("micro-1").model.d_model
     assert (a.model.d_model, a.model.moe.num_experts, a.model.moe.top_k, a.model.moe.expert_hidden) == (d, 8, 2, 2 * d)
+
+
+def test_a_miss_with_check_seeds_far_wider_than_the_grids_says_by_how_much(grid):
+    # Two seeds per size at the largest budget, SDs known by construction; the pooled SD is the root of the mean
+    # of the per-size variances (computed here by hand), and a check spread of 8x it is named as 8x.
+    _, laws = grid
+    design, top = laws["check"]["pick"]["design"], max(BUDGETS)
+    pairs = {"micro-1": (4.00, 4.02), "micro-2": (3.99, 3.99), "micro-3": (4.01, 4.04)}
+    runs = pd.DataFrame([{"role": "grid", "design": design, "budget": top, "size": s, "loss": v}
+                         for s, pair in pairs.items() for v in pair])  # fmt: skip
+    pooled = np.sqrt(np.mean([np.var(pair, ddof=1) for pair in pairs.values()]))
+    m = {"diff": 0.05, "mean": 10.0, "sd": 8 * pooled}
+    signs = scaling_study.miss_signs(m, laws, runs)
+    assert signs[0] == "the check learned less than its law extrapolates to C*"
+    assert len(signs) == 2 and signs[1].startswith(f"its seeds spread 8× as wide (SD {8 * pooled:.4f})")
+    assert f"at the largest budget ({pooled:.4f})" in signs[1]
+    assert len(scaling_study.miss_signs(m | {"sd": 2 * pooled}, laws, runs)) == 1  # within 3x: not a sign
