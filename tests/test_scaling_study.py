@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from raybio.analysis import scaling_report, scaling_study
-from raybio.analysis.document import to_markdown
+from raybio.analysis import scaling_plots, scaling_report, scaling_study
+from raybio.analysis.document import Document, to_markdown
 from raybio.analysis.report import sweep_document
 from raybio.analysis.scaling import predict_loss
 from raybio.analysis.scaling_study import BUDGET_AXIS, ROLE, active_params, compute, fit_laws, law_from, with_check
@@ -219,6 +219,17 @@ def test_the_report_draws_every_figure_and_states_the_answers(grid):
     assert "Extrapolation warning" in md
     a_row = next(line for line in md.splitlines() if line.startswith("| A "))  # the dense law's (first) table
     assert a_row.rstrip(" |").endswith(f"{np.exp(laws['dense']['theta'][1]):.4f}")  # A's term at the centre, not E's
+
+
+def test_the_answer_holds_its_runs_so_figures_and_sections_need_nothing_but_fits_json(grid):
+    record, _ = grid
+    answer = json.loads(json.dumps(compute(record)))  # as fits.json keeps it; no record below
+    runs = scaling_study.runs_table(record)
+    assert len(answer["runs"]) == len(runs)
+    assert [r["loss"] for r in answer["runs"]] == pytest.approx(runs["loss"].tolist(), rel=1e-14)
+    figures = scaling_plots.draw(answer)
+    md = to_markdown(Document("scaling", scaling_report.sections(answer, figures)))
+    assert f"every run ({len(runs)})" in md and "![IsoFLOP profiles" in md
 
 
 def test_runs_at_one_size_leave_the_laws_not_identified_and_pick_nothing(tmp_path):

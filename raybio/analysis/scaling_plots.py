@@ -1,23 +1,23 @@
 """The `scaling` study's figures, each with its uncertainty: IsoFLOP profiles and their minima, N_opt(C), the
 laws' fit to the runs, dense vs MoE compute-optimal loss with the leverage, and the predictive check.
 
-They draw the runs table and the study's answer as it stands: every curve, band and fitted value was evaluated
-from the fits by scaling_study (`laws["curves"]`); nothing is fitted or evaluated here. A law whose parameters
-are not identified is drawn as in-sample fit at most, never as a curve beyond the runs."""
+They draw the study's answer as it stands, its runs included (`laws["runs"]`): every curve, band and fitted
+value was evaluated from the fits by scaling_study (`laws["curves"]`); nothing is fitted or evaluated here.
+A law whose parameters are not identified is drawn as in-sample fit at most, never as a curve beyond the runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import EngFormatter
 
 from raybio.analysis.document import Figure
 from raybio.analysis.report_plots import Z95, log_axis, plt, png
+from raybio.units import si
 
-FLOP = EngFormatter(unit="FLOP", sep=" ")  # 1.35e12 -> "1.35 TFLOP"
 
-
-def draw(runs: pd.DataFrame, laws: dict) -> dict[str, Figure]:
+def draw(laws: dict) -> dict[str, Figure]:
+    """The study's figures by file name, from its answer (`laws["runs"]`: the runs the laws were fitted to)."""
+    runs = pd.DataFrame(laws["runs"])
     figs = [
         Figure("isoflop.png", isoflop_plot(runs, laws), "IsoFLOP profiles: loss vs N per budget, parabola minima"),
         Figure("n_opt.png", n_opt_plot(laws), "compute-optimal N vs compute"),
@@ -52,7 +52,7 @@ def isoflop_plot(runs: pd.DataFrame, laws: dict) -> bytes:
             color = colors[m["compute"]]
             g = grid[(grid["design"] == design) & np.isclose(grid["budget"], m["compute"])].sort_values("N")
             ax.errorbar(g["N"], g["loss"], yerr=Z95 * g["se"], fmt="o", color=color, ms=4, capsize=2,
-                        label=FLOP(m["compute"]))  # fmt: skip
+                        label=si(m["compute"], "FLOP"))  # fmt: skip
             if curve["N"] is not None:
                 ax.plot(curve["N"], curve["loss"], color=color, lw=1)
             if curve["minimum"] is not None:
@@ -119,7 +119,7 @@ def law_fit_plot(laws: dict) -> bytes:
         for c in laws["budgets"]:
             sel = np.isclose(budget, c)
             ax.errorbar(fitted[sel], loss[sel], yerr=Z95 * se[sel], fmt="o", ms=4, capsize=2, color=colors[c],
-                        label=FLOP(c))  # fmt: skip
+                        label=si(c, "FLOP"))  # fmt: skip
         lo, hi = min(fitted.min(), loss.min()), max(fitted.max(), loss.max())
         ax.plot([lo, hi], [lo, hi], color="0.4", lw=1)
         unidentified = runs["unidentified"]
@@ -152,7 +152,7 @@ def dense_vs_moe_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     for lev in laws["leverage"]:
         e = lev["estimate"]
         value = f"{e['value']:.2f}× [{e['low']:.2f}, {e['high']:.2f}]" if e["identified"] else "not identified"
-        notes.append(f"leverage {lev.get('design', lev['G'])} at {FLOP(lev['compute'])}: {value}")
+        notes.append(f"leverage {lev.get('design', lev['G'])} at {si(lev['compute'], 'FLOP')}: {value}")
     ax.text(0.99, 0.99, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7,
             bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})  # fmt: skip
     mark_extrapolation(ax, laws)
@@ -190,7 +190,7 @@ def check_plot(runs: pd.DataFrame, laws: dict) -> bytes:
     mark_extrapolation(ax, laws)
     log_axis(ax, "x", "FLOP")
     ax.set(xlabel="compute C (training FLOPs)", ylabel="validation loss (nats)",
-           title=f"predicted before training vs measured at C* = {FLOP(c_star)}")  # fmt: skip
+           title=f"predicted before training vs measured at C* = {si(c_star, 'FLOP')}")  # fmt: skip
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3, which="both")
     return png(fig)

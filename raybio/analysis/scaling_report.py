@@ -1,7 +1,7 @@
-"""The `scaling` study's report sections and console text, drawn from the laws in `record.fits["laws"]`
-(raybio.analysis.scaling_study); figures in scaling_plots. Numbers in human units; a parameter whose
-interval touches a bound or is too wide reads "not identified" with the reason, and nothing that depends
-on it is printed as an answer."""
+"""The `scaling` study's report sections and console text, drawn from its answer alone (the laws in
+`record.fits["laws"]`, raybio.analysis.scaling_study, with the runs they were fitted to) and its figures
+(scaling_plots). Numbers in human units; a parameter whose interval touches a bound or is too wide reads
+"not identified" with the reason, and nothing that depends on it is printed as an answer."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import math
 
 import pandas as pd
 
-from raybio.analysis import scaling_plots
-from raybio.analysis.document import Bullets, Document, Section, Table, Text, to_markdown
-from raybio.analysis.scaling_study import LAWS, TOLERANCE, runs_table
-from raybio.tune.record import SweepRecord
+from raybio.analysis.document import Bullets, Document, Figure, Section, Table, Text, to_markdown
+from raybio.analysis.scaling_study import LAWS, TOLERANCE
 from raybio.units import si
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -156,12 +154,10 @@ INTRO = (
 )
 
 
-def sections(record: SweepRecord, laws: dict) -> list[Section]:
+def sections(laws: dict, figs: dict[str, Figure]) -> list[Section]:
     """The "Scaling laws" section: design, IsoFLOP profiles, L(N, D), MoE, and the predictive check."""
-    runs = runs_table(record)
-    figs = scaling_plots.draw(runs, laws)
-    subs = [isoflop_section(laws, figs), approach3_section(laws, figs), moe_section(laws, figs)]
-    subs = [design_section(laws, runs), *subs, check_section(laws, figs)]
+    subs = [design_section(laws), isoflop_section(laws, figs), approach3_section(laws, figs), moe_section(laws, figs)]
+    subs.append(check_section(laws, figs))
     return [Section("Scaling laws", [Text(INTRO)], [s for s in subs if s is not None])]
 
 
@@ -228,7 +224,8 @@ def optimum_lines(check: dict) -> list[str]:
     return lines
 
 
-def design_section(laws: dict, runs: pd.DataFrame) -> Section:
+def design_section(laws: dict) -> Section:
+    runs = pd.DataFrame(laws["runs"])
     grid = runs[runs["role"] == "grid"]
     items = [
         f"**Budgets:** {', '.join(si(c, 'FLOP') for c in laws['budgets'])} (training FLOPs, analytic)",

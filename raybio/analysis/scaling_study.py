@@ -21,6 +21,7 @@ their 95 % bands, parabolas, fitted losses) is evaluated here, so the report dra
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 
@@ -412,6 +413,8 @@ def compute(record: SweepRecord) -> dict:
         laws["curves"] = curves(laws, runs)
     if laws["check"]["pick"] is not None:
         laws["check"]["measured"] = measured_check(laws, runs)
+    # The points behind the laws: the report's figures and tables are drawn from fits.json alone.
+    laws["runs"] = json.loads(runs.to_json(orient="records", double_precision=15))
     return laws
 
 

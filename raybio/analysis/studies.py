@@ -1,9 +1,10 @@
 """Analyses a study adds to the generic sweep analysis, keyed by the study that ran the sweep (`SweepMeta.study`).
 
-A study-specific analysis computes its answer once, into `record.fits[key]` (plain JSON, saved as fits.json),
-and renders it as extra report sections; `raybio report DIR` rebuilds both from the saved record (a record
-that already holds the answer is not refitted: its `compute` reuses it and adds what an older record lacks).
-A new study's analysis is one module with its `compute` and `sections`, and one entry in ANALYSES.
+A study-specific analysis computes its answer once, into `record.fits[key]` (plain JSON, saved as fits.json,
+holding the points it was computed from), and draws its figures and report sections from that answer alone;
+`raybio report DIR` rebuilds both from the saved record (a record that already holds the answer is not
+refitted: its `compute` reuses it and adds what an older record lacks). A new study's analysis is its
+`compute`, `draw` (its figures) and `sections`, and one entry in ANALYSES.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raybio.analysis import scaling_report, scaling_study
-from raybio.analysis.document import Section
+from raybio.analysis import scaling_plots, scaling_report, scaling_study
+from raybio.analysis.document import Figure, Section
 from raybio.tune.record import SweepRecord
 
 
@@ -20,12 +21,13 @@ from raybio.tune.record import SweepRecord
 class StudyAnalysis:
     key: str  # its entry in record.fits
     compute: Callable[[SweepRecord], dict]  # the answer, JSON-able (may reuse record.fits[key])
-    sections: Callable[[SweepRecord, dict], list[Section]]  # the report sections drawn from that answer
+    draw: Callable[[dict], dict[str, Figure]]  # the answer's figures, by file name
+    sections: Callable[[dict, dict[str, Figure]], list[Section]]  # the report sections: the answer and its figures
     anatomy: bool = True  # router anatomy of every MoE trial (off where the trials are many and small)
 
 
 ANALYSES: dict[str, StudyAnalysis] = {
-    "scaling": StudyAnalysis("laws", scaling_study.compute, scaling_report.sections, anatomy=False),
+    "scaling": StudyAnalysis("laws", scaling_study.compute, scaling_plots.draw, scaling_report.sections, anatomy=False),
 }
 
 
@@ -46,4 +48,6 @@ def study_sections(record: SweepRecord) -> list[Section]:
     if analysis is None:
         return []
     record.fits |= study_fits(record)
-    return analysis.sections(record, record.fits[analysis.key])
+    answer = record.fits[analysis.key]
+    figures = analysis.draw(answer)
+    return analysis.sections(answer, figures)
