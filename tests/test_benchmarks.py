@@ -72,6 +72,17 @@ def test_train_step_quick_reports_its_ratios_and_every_contenders_throughput():
     )
 
 
+def test_step_ceiling_quick_splits_raybios_step_and_puts_both_ceilings_above_what_it_reaches():
+    summary = run_quick("step_ceiling.py", timeout=600)
+    assert summary["benchmark"] == "step_ceiling" and summary["conditions"]["gemm_peak_flops"] > 0
+    assert [(r["config"], r["family"]) for r in summary["rows"]] == [("micro", "dense"), ("micro", "moe")]
+    for row in summary["rows"]:
+        shares = row["shares"]
+        assert sum(shares.values()) == pytest.approx(1.0) and shares["gemm"] > 0 and shares["attention"] > 0
+        # A ceiling drops time from the measured step, so it can only lie above the ratio the step reaches.
+        assert row["measured_ceiling_over_hf"] >= row["raybio_over_hf"] > 0
+
+
 @pytest.mark.slow
 def test_hyena_vs_attention_quick_reports_its_three_ratios(tmp_path):
     summary = run_quick("hyena_vs_attention.py", "--out", str(tmp_path), timeout=600)
