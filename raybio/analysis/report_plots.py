@@ -100,8 +100,8 @@ def plot_per_config(rows: pd.DataFrame, values, errors, ylabel: str, title: str,
     x = np.arange(len(rows))
     ax.errorbar(x, values, yerr=errors, fmt="o", ms=6, capsize=4, color="C0")
     ax.set_xticks(x)
-    ax.set_xticklabels(rows["config"], rotation=30 if len(rows) > 3 else 0, ha="right" if len(rows) > 3 else "center",
-                       fontsize=8)  # fmt: skip
+    tilt = len(rows) > 3 or rows["config"].str.len().max() > 16  # long labels run into each other level
+    ax.set_xticklabels(rows["config"], rotation=30 if tilt else 0, ha="right" if tilt else "center", fontsize=8)
     if from_zero:
         upper = 0.0 if errors is None else np.nan_to_num(np.atleast_2d(errors)[-1])
         ax.set_ylim(bottom=0, top=max(float(np.nanmax(np.asarray(values, float) + upper)) * 1.15, 1e-9))
