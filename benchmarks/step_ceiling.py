@@ -21,13 +21,12 @@ import copy
 import json
 import os
 import statistics
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as train_step.py
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from train_step import CONFIGS, GOALS, QUICK, bare_step, experiment, gemm_peak_flops, hf_twin, raybio_step
+from train_step import CONFIGS, GOALS, QUICK, bare_step, experiment, gemm_peak_flops, hf_twin, in_turns, raybio_step
 
 from raybio.cluster import machine_line
 from raybio.models.flops import flops_per_token
@@ -58,23 +57,16 @@ def measure(name: str, model: dict, family: str, args, peak: float) -> dict:
     for step in steps.values():
         for _ in range(3):
             step(batch)
-    tokens = args.batch * args.seq_len * args.steps
-    per_round = {c: [] for c in steps}
-    for _ in range(args.rounds):
-        for c, step in steps.items():
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                step(batch)
-            per_round[c].append(tokens / (time.perf_counter() - t))
+    tokens_step = args.batch * args.seq_len
+    per_round = {c: [tokens_step / s for s in v] for c, v in in_turns(steps, batch, args.rounds, args.steps).items()}
     tps = {c: statistics.median(v) for c, v in per_round.items()}
     shares = split_step(steps["raybio"], batch, args.steps)
-    step_s = args.batch * args.seq_len / tps["raybio"]
+    step_s = tokens_step / tps["raybio"]
     n_attention = sum(kind in "DA" for kind in exp.model.blocks)  # the families' blocks: attention + FFN or MoE
     scores = 3 * n_attention * 4 * args.seq_len * exp.model.d_model  # train FLOPs/token of QKᵀ and AV
-    weight_flops = (flops_per_token(exp.model, args.seq_len, vocab).train - scores) * args.batch * args.seq_len
+    weight_flops = (flops_per_token(exp.model, args.seq_len, vocab).train - scores) * tokens_step
     measured = step_s * (shares["gemm"] + shares["attention"])
     at_peak = weight_flops / peak + step_s * shares["attention"]
-    tokens_step = args.batch * args.seq_len
     return {
         "config": name,
         "family": family,

@@ -243,6 +243,18 @@ def measure(name: str, model: dict, family: str, args) -> dict:
     return row
 
 
+def in_turns(steps: dict, batch: torch.Tensor, rounds: int, n: int) -> dict[str, list[float]]:
+    """Seconds per step of each contender, `n` steps a turn, in turns (A B A B ...) over `rounds`."""
+    per_step = {c: [] for c in steps}
+    for _ in range(rounds):
+        for c, step in steps.items():
+            t = time.perf_counter()
+            for _ in range(n):
+                step(batch)
+            per_step[c].append((time.perf_counter() - t) / n)
+    return per_step
+
+
 def compile_cost(pattern: str, args) -> dict:
     """raybio's step eager vs compiled for one block pattern at the tiny preset (run it with an empty inductor
     cache, as a new trial meets it): the compiled run's extra warm-up (its first training steps and its first
@@ -270,13 +282,7 @@ def compile_cost(pattern: str, args) -> dict:
             m(batch[:, :-1], batch[:, 1:])
         evaluation[c] = time.perf_counter() - t
         m.train()
-    per_step = {c: [] for c in steps}
-    for _ in range(args.rounds):
-        for c, step in steps.items():
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                step(batch)
-            per_step[c].append((time.perf_counter() - t) / args.steps)
+    per_step = in_turns(steps, batch, args.rounds, args.steps)
     eager, compiled = (statistics.median(per_step[c]) for c in ("eager", "compiled"))
     warmup = sum(first["compiled"]) - 3 * compiled + evaluation["compiled"] - evaluation["eager"]
     saving = eager - compiled
