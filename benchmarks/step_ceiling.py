@@ -1,8 +1,9 @@
 """How fast raybio's CPU training step could be at most, against the goals of benchmarks/train_step.py.
 
 For each config and family of train_step.py, raybio's long-run step (compiled) and HF's default eager step
-are timed in turns over rounds (medians), then raybio's step is profiled (torch.profiler, self CPU time of
-the main thread, which waits for the intra-op threads) and its time split into GEMMs (`mm`, `addmm`,
+are timed in turns over rounds (medians; raybio over HF paired by round, with its 95 % interval, judged
+against the goal as train_step.py judges it), then raybio's step is profiled (torch.profiler, self CPU time
+of the main thread, which waits for the intra-op threads) and its time split into GEMMs (`mm`, `addmm`,
 `bmm`, `_grouped_mm`), the attention kernel (`scaled_dot_product*`, flash on CPU) and everything else
 (Inductor's fused elementwise kernels, the optimizer, Python). Two ceilings follow:
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import statistics
 
@@ -28,6 +30,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from train_step import CONFIGS, GOALS, QUICK, bare_step, experiment, gemm_peak_flops, hf_twin, in_turns, raybio_step
 
+from raybio.analysis.probe import against_goal, paired_ratio
 from raybio.cluster import machine_line
 from raybio.models.flops import flops_per_token
 from raybio.models.model import BioLM
@@ -60,6 +63,8 @@ def measure(name: str, model: dict, family: str, args, peak: float) -> dict:
     tokens_step = args.batch * args.seq_len
     per_round = {c: [tokens_step / s for s in v] for c, v in in_turns(steps, batch, args.rounds, args.steps).items()}
     tps = {c: statistics.median(v) for c, v in per_round.items()}
+    ratio, *interval = paired_ratio(per_round["raybio"], per_round["hf_eager"])
+    interval = None if math.isnan(interval[0]) else interval
     shares = split_step(steps["raybio"], batch, args.steps)
     step_s = tokens_step / tps["raybio"]
     n_attention = sum(kind in "DA" for kind in exp.model.blocks)  # the families' blocks: attention + FFN or MoE
@@ -74,9 +79,10 @@ def measure(name: str, model: dict, family: str, args, peak: float) -> dict:
         "spread": {c: [min(v), max(v)] for c, v in per_round.items()},
         "shares": shares,
         "gemm_flops_per_s": weight_flops / (step_s * shares["gemm"]),
-        "raybio_over_hf": tps["raybio"] / tps["hf_eager"],
-        "measured_ceiling_over_hf": tokens_step / measured / tps["hf_eager"],
-        "peak_ceiling_over_hf": tokens_step / at_peak / tps["hf_eager"],
+        "raybio_over_hf": ratio,
+        "raybio_over_hf_interval": interval,
+        "measured_ceiling_over_hf": ratio * step_s / measured,
+        "peak_ceiling_over_hf": ratio * step_s / at_peak,
         "load_1m": os.getloadavg()[0],
     }
 
@@ -104,7 +110,10 @@ def main() -> None:
             goal = GOALS[f"raybio_over_hf_{family}" + ("_tiny" if name == "tiny" else "")]
             s = row["shares"]
             ceilings = f"{row['measured_ceiling_over_hf']:.2f} measured, {row['peak_ceiling_over_hf']:.2f} at peak"
-            print(f"{name:>7} {family:>5}: raybio/HF eager {row['raybio_over_hf']:.2f} (goal {goal}); ceilings "
+            low, high = row["raybio_over_hf_interval"] or (math.nan, math.nan)
+            shown = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+            print(f"{name:>7} {family:>5}: raybio/HF eager {row['raybio_over_hf']:.2f}{shown} "
+                  f"(goal {goal}: {against_goal(low, high, goal)}); ceilings "
                   f"{ceilings}; step: GEMM {s['gemm']:.0%} at {row['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s, "
                   f"attention {s['attention']:.0%}, rest {s['rest']:.0%}; load {row['load_1m']:.1f}")  # fmt: skip
     conditions = {**vars(args), "gemm_peak_flops": peak, "machine": machine, "dtype": "float32"}

@@ -18,7 +18,10 @@ Before timing, the HF model's logits and loss are checked equal to raybio's (the
 router aux / z losses, which HF's default Mixtral does not compute either). Contenders take turns
 (A B C ... A B C ...) over rounds after their warm-up (which includes compilation, and is reported), each
 turn starting with one untimed step (the switch from the previous contender's memory); the summary gives
-medians with min/max over rounds and `os.getloadavg()` per round. The machine's fp32 GEMM peak is
+medians with min/max over rounds and `os.getloadavg()` per round. A ratio of two contenders is paired by round
+(the geometric mean of the per-round ratios, with its 95 % t-interval), and a goal is met only when the whole
+interval clears it, missed when the whole interval falls short, and otherwise a tie that this run cannot
+decide (one round, --quick: not judged). The machine's fp32 GEMM peak is
 measured in the same run (best `torch.mm` GFLOP/s); MFU = tokens/s x raybio's analytic training FLOPs per
 token (raybio/models/flops.py) / that peak.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -49,6 +53,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
+from raybio.analysis.probe import against_goal, paired_ratio
 from raybio.cluster import machine_line
 from raybio.config import ExperimentConfig, load_config
 from raybio.models.flops import flops_per_token
@@ -239,7 +244,7 @@ def measure(name: str, model: dict, family: str, args) -> dict:
         "warmup_s": {c: round(v, 1) for c, v in warmup_s.items()},
     }
     for cname, tps in per_round.items():
-        row[cname] = {"median": statistics.median(tps), "min": min(tps), "max": max(tps)}
+        row[cname] = {"median": statistics.median(tps), "min": min(tps), "max": max(tps), "rounds": tps}
     return row
 
 
@@ -334,31 +339,38 @@ def sweep_over_bare(quick: bool) -> dict:
     return measure_sweep_over_bare(quick)
 
 
-def summarise(rows: list[dict], peak: float, default: str, short: str) -> tuple[dict, dict]:
-    """(ratios, tokens/s per contender) from the measured rows; `default` names raybio's contender for a long run,
-    `short` the one for a run below COMPILE_MIN_STEPS.
-    Every ratio is given per family and config; the headline names are d256x4's (the micro config's with
-    --quick), `_tiny` the tiny preset's, and compiled_over_eager is the tiny preset's dense one."""
+def summarise(rows: list[dict], peak: float, default: str, short: str) -> tuple[dict, dict, dict]:
+    """(ratios, their 95 % intervals, tokens/s per contender) from the measured rows; `default` names raybio's
+    contender for a long run, `short` the one for a run below COMPILE_MIN_STEPS.
+    A ratio of two contenders is paired by round (`paired_ratio`: every contender runs in every round, in
+    turns); MFU is the median tokens/s over the peak. Every ratio is given per family and config; the headline
+    names are d256x4's (the micro config's with --quick), `_tiny` the tiny preset's, and compiled_over_eager
+    is the tiny preset's dense one."""
     names = ("raybio_eager", "raybio_compiled", "bare_eager", "bare_compiled", "hf_eager", "hf_compiled")
     tps = {f"{c}_{r['family']}_{r['config']}": round(r[c]["median"], 1) for r in rows for c in names}
-    ratios = {}
+    ratios, intervals = {}, {}
     for r in rows:
         at = f"{r['family']}_{r['config']}"
-        ratios[f"raybio_over_hf_{at}"] = r[default]["median"] / r["hf_eager"]["median"]
-        ratios[f"raybio_short_over_hf_{at}"] = r[short]["median"] / r["hf_eager"]["median"]
-        ratios[f"raybio_over_hf_compiled_{at}"] = r["raybio_compiled"]["median"] / r["hf_compiled"]["median"]
-        ratios[f"raybio_over_bare_{at}"] = r[default]["median"] / r["bare_eager"]["median"]
-        ratios[f"compiled_over_eager_{at}"] = r["raybio_compiled"]["median"] / r["raybio_eager"]["median"]
+        for name, (num, den) in {
+            f"raybio_over_hf_{at}": (default, "hf_eager"),
+            f"raybio_short_over_hf_{at}": (short, "hf_eager"),
+            f"raybio_over_hf_compiled_{at}": ("raybio_compiled", "hf_compiled"),
+            f"raybio_over_bare_{at}": (default, "bare_eager"),
+            f"compiled_over_eager_{at}": ("raybio_compiled", "raybio_eager"),
+        }.items():
+            ratios[name], *intervals[name] = paired_ratio(r[num]["rounds"], r[den]["rounds"])
         ratios[f"mfu_cpu_{at}"] = r[default]["median"] * r["flops_per_token_train"] / peak
     head = rows[0]["config"]
     tiny = "tiny" if any(r["config"] == "tiny" for r in rows) else head
-    for family in FAMILIES:
-        ratios[f"raybio_over_hf_{family}"] = ratios[f"raybio_over_hf_{family}_{head}"]
-        if tiny != head:
-            ratios[f"raybio_over_hf_{family}_tiny"] = ratios[f"raybio_over_hf_{family}_{tiny}"]
-    ratios["compiled_over_eager"] = ratios[f"compiled_over_eager_dense_{tiny}"]
+    alias = {f"raybio_over_hf_{family}": f"raybio_over_hf_{family}_{head}" for family in FAMILIES}
+    if tiny != head:
+        alias |= {f"raybio_over_hf_{family}_tiny": f"raybio_over_hf_{family}_{tiny}" for family in FAMILIES}
+    alias["compiled_over_eager"] = f"compiled_over_eager_dense_{tiny}"
+    for name, source in alias.items():
+        ratios[name], intervals[name] = ratios[source], intervals[source]
     ratios["mfu_cpu"] = ratios[f"mfu_cpu_dense_{head}"]
-    return {k: round(v, 4) for k, v in ratios.items()}, tps
+    rounded = {k: None if math.isnan(lh[0]) else [round(v, 4) for v in lh] for k, lh in intervals.items()}
+    return {k: round(v, 4) for k, v in ratios.items()}, rounded, tps
 
 
 def table(rows: list[dict]) -> str:
@@ -425,15 +437,22 @@ def main() -> None:
     ]
     peak = max(peak, gemm_peak_flops())  # measured again at the end: the better of the two
     print(table(rows))
-    ratios, tps = summarise(rows, peak, default, short)
+    ratios, intervals, tps = summarise(rows, peak, default, short)
     if args.full or args.quick:
         pair = sweep_over_bare(args.quick)
         ratios["sweep_over_bare"] = pair["sweep_over_bare"]
         print(f"  sweep_over_bare = {pair['sweep_over_bare']:.2f} (sweep {pair['sweep_tokens_per_s']:,.0f} / bare pair "
               f"{pair['bare_pair_tokens_per_s']:,.0f} tokens/s, load {pair['load_avg']:.1f})")  # fmt: skip
+    verdicts = {}
     for name, goal in GOALS.items():
-        if name in ratios:
-            print(f"  {name} = {ratios[name]:.2f}  (goal >= {goal}: {'met' if ratios[name] >= goal else 'NOT met'})")
+        if name in intervals:
+            low, high = intervals[name] or (math.nan, math.nan)
+            verdicts[name] = against_goal(low, high, goal)
+            shown = f"[{low:.2f}, {high:.2f}] over {args.rounds} paired rounds" if intervals[name] else "(one round)"
+            print(f"  {name} = {ratios[name]:.2f} {shown}  (goal >= {goal}: {verdicts[name]})")
+        elif name in ratios:  # sweep_over_bare: one measurement of two pairs at once (benchmarks/sweep_pair.py)
+            verdicts[name] = "met" if ratios[name] >= goal else "NOT met"
+            print(f"  {name} = {ratios[name]:.2f}  (goal >= {goal}: {verdicts[name]}, one measurement)")
     print(f"  (raybio's step as a long run takes it, {default}, over HF's default eager step; a short run's "
           f"{short}: " + ", ".join(f"{k[len('raybio_short_over_hf_'):]} {v:.2f}" for k, v in ratios.items()
                                    if k.startswith("raybio_short_over_hf_")) + ")")  # fmt: skip
@@ -458,7 +477,8 @@ def main() -> None:
         "goals": GOALS,
         "rows": rows,
     }
-    print(json.dumps({"benchmark": "train_step", "ratios": ratios, "tokens_per_s": tps, "conditions": conditions}))
+    summary = {"benchmark": "train_step", "ratios": ratios, "intervals": intervals, "verdicts": verdicts}
+    print(json.dumps({**summary, "tokens_per_s": tps, "conditions": conditions}))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ def test_train_step_quick_reports_its_ratios_and_every_contenders_throughput():
         "raybio_compiled",
         "raybio_eager",
     )
+    # One round gives no interval, so no goal is judged from it.
+    assert summary["intervals"]["raybio_over_hf_moe"] is None
+    assert summary["verdicts"]["raybio_over_hf_moe"] == "one round: not judged"
     assert summary["ratios"]["raybio_over_hf_dense_micro"] == pytest.approx(
         summary["tokens_per_s"]["raybio_compiled_dense_micro"] / summary["tokens_per_s"]["hf_eager_dense_micro"],
         rel=1e-3,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from raybio.analysis.probe import ProbeResult, ProbeSettings, probe_configs, tie_groups
+from raybio.analysis.probe import ProbeResult, ProbeSettings, against_goal, paired_ratio, probe_configs, tie_groups
 from raybio.models.flops import flops_per_token
 
 
@@ -53,3 +53,27 @@ def test_probe_interval_is_the_t_interval_of_the_round_mean():
     r = _result([90.0, 100.0, 110.0])
     half = stats.t.ppf(0.975, 2) * 10.0 / 3**0.5
     assert r.interval == pytest.approx((100 - half, 100 + half))
+
+
+def test_paired_ratio_is_statsmodels_t_interval_of_the_log_ratios_taken_back():
+    import numpy as np
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    num, den = [120.0, 90.0, 131.0, 100.0], [100.0, 80.0, 105.0, 85.0]
+    logs = np.log(np.divide(num, den))
+    low, high = DescrStatsW(logs).tconfint_mean(alpha=0.05)
+    assert paired_ratio(num, den) == pytest.approx((np.exp(logs.mean()), np.exp(low), np.exp(high)))
+
+
+def test_a_slow_round_that_slows_both_contenders_leaves_the_paired_ratio_exact():
+    estimate, low, high = paired_ratio([120.0, 60.0, 240.0], [100.0, 50.0, 200.0])
+    assert (estimate, low, high) == pytest.approx((1.2, 1.2, 1.2))
+    assert against_goal(low, high, 1.2) == "met"
+
+
+def test_a_goal_inside_the_ratio_interval_is_a_tie_and_one_round_is_not_judged():
+    estimate, low, high = paired_ratio([118.0, 123.0, 119.0, 122.0], [100.0] * 4)
+    assert low < 1.2 < high and estimate == pytest.approx(1.2, abs=0.01)
+    assert against_goal(low, high, 1.2).startswith("tie")
+    assert against_goal(low, high, 1.3) == "NOT met" and against_goal(low, high, 1.1) == "met"
+    assert against_goal(*paired_ratio([130.0], [100.0])[1:], 1.2) == "one round: not judged"

@@ -98,6 +98,30 @@ def tie_groups(results: dict[str, ProbeResult]) -> dict[str, int]:
     return groups
 
 
+def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """(estimate, low, high) of throughput `num` over `den` timed in the same interleaved rounds: the geometric
+    mean of the per-round ratios (a slow round slows both, so the pairing cancels it) and its 95 % t-interval
+    on the log scale; (estimate, nan, nan) from one round."""
+    logs = np.log(np.asarray(num, float) / np.asarray(den, float))
+    estimate = float(np.exp(logs.mean()))
+    if len(logs) < 2:
+        return estimate, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + CI_LEVEL / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    return estimate, float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+
+
+def against_goal(low: float, high: float, goal: float) -> str:
+    """A ratio's interval against a `>= goal` target: met, not met, or a tie with the goal (the goal lies inside
+    the interval: the measurement cannot say)."""
+    if np.isnan(low):
+        return "one round: not judged"
+    if low >= goal:
+        return "met"
+    if high < goal:
+        return "NOT met"
+    return "tie: the goal lies inside the interval"
+
+
 def config_key(exp) -> str:
     """What decides a step's speed: the model, window, batch, precision (not steps or seeds)."""
     t = exp.train
