@@ -31,7 +31,8 @@ def swiglu(x, w1, w3, w2):
 
 
 def per_token_reference(moe: MoE, x_TD: torch.Tensor) -> torch.Tensor:
-    """Token by token: the router's choices, capacity counted in token order, shared experts one by one."""
+    """Token by token: the router's choices, capacity counted in token order, shared experts one by one
+    (differentiable: gradients reach the input and every weight, the router's through its gates)."""
     cfg = moe.cfg
     routing = moe.router(x_TD)
     T, k, E = x_TD.shape[0], cfg.top_k, cfg.num_experts
@@ -39,7 +40,7 @@ def per_token_reference(moe: MoE, x_TD: torch.Tensor) -> torch.Tensor:
     taken = [0] * E
     out = torch.zeros_like(x_TD)
     for t in range(T):
-        for g, e in zip(routing.weights_TK[t].tolist(), routing.experts_TK[t].tolist(), strict=True):
+        for g, e in zip(routing.weights_TK[t], routing.experts_TK[t].tolist(), strict=True):  # g keeps its grad
             if taken[e] < capacity:
                 taken[e] += 1
                 out[t] += g * swiglu(x_TD[t], moe.w1_EDH[e], moe.w3_EDH[e], moe.w2_EHD[e])
@@ -67,6 +68,22 @@ def test_moe_equals_per_token_reference(cfg, backend):
     got = moe(x).reshape(-1, D)
     want = per_token_reference(moe, x.reshape(-1, D))
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("capacity_factor", [None, 0.5], ids=["dropless-gathers", "capacity-index-add"])
+def test_moe_gradients_equal_the_per_token_references(capacity_factor):
+    # Dropless, dispatch and combine are gathers in both directions (custom backward); with drops, index_add.
+    moe = make_moe(num_experts=6, top_k=2, capacity_factor=capacity_factor)
+    x = torch.randn(3, 9, D)
+    grads = []
+    for forward in (lambda xi: moe(xi).reshape(-1, D), lambda xi: per_token_reference(moe, xi.reshape(-1, D))):
+        moe.zero_grad()
+        xi = x.clone().requires_grad_()
+        y = forward(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads.append([xi.grad, *(p.grad for p in moe.parameters())])
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_grouped_and_loop_backends_agree_in_forward_and_gradients():

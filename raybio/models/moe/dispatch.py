@@ -3,6 +3,9 @@
 A token routed to k experts occupies k *slots*. Slots are sorted by expert (stable, so
 within an expert they keep token order), gathered into one contiguous block per expert,
 run through the experts, and summed back into their tokens weighted by their gates.
+Dropless, the sort is a permutation of all T·k slots, so both directions are gathers, forward
+and backward (`gather_tokens`, `combine`): no scatter-add, which runs slowly on CPU and
+non-deterministically (atomics) on CUDA. With drops they fall back to `index_add`.
 
 Dropless by default. With a capacity factor c each expert takes at most
 ceil(c · T · k / E) slots of this rank's T tokens; later tokens overflow and that expert
@@ -28,7 +31,9 @@ from raybio.models.moe.router import expert_counts
 class Dispatch:
     """Where each kept slot comes from and goes to, in expert-sorted order (S kept slots)."""
 
+    slot_S: torch.Tensor  # slot index (token · k + choice) of each kept slot
     token_S: torch.Tensor  # token index of each kept slot
+    inverse_S: torch.Tensor | None  # where each of the T·k slots sits in sorted order; None when slots were dropped
     weights_S: torch.Tensor  # its gate weight (fp32)
     counts_E: torch.Tensor  # kept slots per expert (global expert ids)
     routed_E: torch.Tensor  # slots the router sent to each expert, before any drop
@@ -54,8 +59,13 @@ def plan_dispatch(
         order_S = order_S[keep_S]
         counts_E = routed_E.clamp(max=capacity)
         dropped = (~keep_S).sum()
+    inverse_S = None
+    if capacity_factor is None:
+        inverse_S = torch.empty_like(order_S).scatter_(0, order_S, torch.arange(len(order_S), device=order_S.device))
     return Dispatch(
+        slot_S=order_S,
         token_S=order_S // K,
+        inverse_S=inverse_S,
         weights_S=weights_TK.reshape(-1)[order_S],
         counts_E=counts_E,
         routed_E=routed_E,
@@ -64,11 +74,38 @@ def plan_dispatch(
     )
 
 
+class _Gather(torch.autograd.Function):
+    """`x.index_select(0, index)` whose backward is a gather too: `g.index_select(0, back)` summed over groups of
+    `k` rows. Right when `index` repeats each row of x k times in the order `back` inverts."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor, back: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.save_for_backward(back)
+        ctx.k = k
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (back,) = ctx.saved_tensors
+        g = g.index_select(0, back)
+        return g.view(-1, ctx.k, g.shape[-1]).sum(1), None, None, None
+
+
+def gather_tokens(x_TD: torch.Tensor, d: Dispatch) -> torch.Tensor:
+    """Each kept slot's token row, in expert-sorted order."""
+    if d.inverse_S is None:
+        return x_TD.index_select(0, d.token_S)  # backward: index_add, cheaper than indexing's index_put
+    return _Gather.apply(x_TD, d.token_S, d.inverse_S, d.num_slots // len(x_TD))
+
+
 def combine(ys_SD: torch.Tensor, d: Dispatch, num_tokens: int) -> torch.Tensor:
     """Σ over each token's kept slots of gate · expert output, in fp32."""
     weighted_SD = ys_SD.float() * d.weights_S.unsqueeze(-1)
-    out_TD = weighted_SD.new_zeros(num_tokens, ys_SD.shape[-1])
-    return out_TD.index_add(0, d.token_S, weighted_SD)
+    if d.inverse_S is None:
+        out_TD = weighted_SD.new_zeros(num_tokens, ys_SD.shape[-1])
+        return out_TD.index_add(0, d.token_S, weighted_SD)
+    by_slot_SD = _Gather.apply(weighted_SD, d.inverse_S, d.slot_S, 1)  # token t's slots are rows t·k … t·k + k − 1
+    return by_slot_SD.view(num_tokens, -1, ys_SD.shape[-1]).sum(1)
 
 
 class _AllToAll(torch.autograd.Function):

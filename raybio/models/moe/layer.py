@@ -12,7 +12,7 @@ from torch import nn
 
 from raybio.models.layers import SwiGLU
 from raybio.models.moe import backends
-from raybio.models.moe.dispatch import TokenExchange, combine, plan_dispatch
+from raybio.models.moe.dispatch import TokenExchange, combine, gather_tokens, plan_dispatch
 from raybio.models.moe.experts import ExpertShard, RoutedExperts
 from raybio.models.moe.router import build_router
 from raybio.models.moe.stats import RouterStats
@@ -76,7 +76,7 @@ class MoE(nn.Module):
         self.aux_loss = routing.aux_loss
         d = plan_dispatch(routing.experts_TK, routing.weights_TK, self.cfg.num_experts, self.cfg.capacity_factor)
         expert_fn = backends.BACKENDS[self.backend_name(x_TD)]
-        xs_SD = x_TD.index_select(0, d.token_S)  # backward: index_add, cheaper than indexing's index_put
+        xs_SD = gather_tokens(x_TD, d)
         shard = self.experts.shard
         if shard is not None and shard.size > 1:
             exchange = TokenExchange(d.counts_E, shard)
