@@ -10,7 +10,7 @@ import pytest
 from scipy import optimize
 
 from raybio.analysis import fitting
-from raybio.analysis.estimates import Estimate, derived, judge
+from raybio.analysis.estimates import Estimate, derived, judge, t_interval
 from raybio.analysis.fitting import huber_objective, stratified_resample
 from raybio.analysis.isoflop import budget_minimum
 from raybio.analysis.laws import GRANULAR_MOE, centred_logs, compute_optimum, log_predict
@@ -263,3 +263,12 @@ def test_leverage_of_a_moe_worth_a_known_parameter_multiplier(dense):
 def test_leverage_against_an_unidentified_dense_fit_has_no_number(dense, one_size):
     lev = efficiency_leverage(one_size, dense[-1], TARGET)
     assert lev.value is None and "dense alpha" in lev.why
+
+
+def test_t_interval_is_statsmodels_interval_of_the_mean_and_needs_two_values():
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    x = np.array([4.01, 4.03, 3.99, 4.05, 4.02])
+    assert t_interval(x) == pytest.approx(DescrStatsW(x).tconfint_mean(alpha=0.05))
+    assert t_interval(x, level=0.9) == pytest.approx(DescrStatsW(x).tconfint_mean(alpha=0.1))
+    assert all(np.isnan(t_interval([4.0])))

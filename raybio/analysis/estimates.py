@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 CI_LEVEL = 0.95
 MAX_SCALE_RATIO = 10.0
@@ -43,6 +44,15 @@ class Estimate:
         if not self.identified:
             return f"not identified ({self.why})"
         return f"{self.value:.4g} [{self.low:.4g}, {self.high:.4g}]"
+
+
+def t_interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Student-t interval of the mean of `values` (independent replicates); (nan, nan) from fewer than two."""
+    x = np.asarray(values, float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
 
 
 def percentile_interval(draws: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from raybio.analysis.estimates import t_interval
 from raybio.data.manifest import Manifest, load_manifest
 from raybio.tune.record import TrialRun
 
@@ -49,7 +49,6 @@ PROBE_COLUMNS = [
     "probe/load_avg_1m",
     "probe/window",
 ]
-CI_LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,7 @@ class ProbeResult:
     @property
     def interval(self) -> tuple[float, float]:
         """95 % t-interval of the mean over rounds ((nan, nan) with one round: no spread to judge by)."""
-        x = np.asarray(self.rounds, float)
-        if len(x) < 2:
-            return float("nan"), float("nan")
-        half = stats.t.ppf(0.5 + CI_LEVEL / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-        return float(x.mean() - half), float(x.mean() + half)
+        return t_interval(self.rounds)
 
 
 def tie_groups(results: dict[str, ProbeResult]) -> dict[str, int]:
@@ -103,11 +98,8 @@ def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, floa
     mean of the per-round ratios (a slow round slows both, so the pairing cancels it) and its 95 % t-interval
     on the log scale; (estimate, nan, nan) from one round."""
     logs = np.log(np.asarray(num, float) / np.asarray(den, float))
-    estimate = float(np.exp(logs.mean()))
-    if len(logs) < 2:
-        return estimate, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + CI_LEVEL / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
-    return estimate, float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+    low, high = t_interval(logs)
+    return float(np.exp(logs.mean())), float(np.exp(low)), float(np.exp(high))
 
 
 def against_goal(low: float, high: float, goal: float) -> str:

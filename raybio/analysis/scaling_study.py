@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from raybio.analysis.estimates import CI_LEVEL, Estimate
+from raybio.analysis.estimates import CI_LEVEL, Estimate, t_interval
 from raybio.analysis.fitting import LawFit
 from raybio.analysis.isoflop import IsoFlopFit
 from raybio.analysis.laws import CHINCHILLA, GRANULAR_MOE
@@ -356,10 +356,10 @@ def measured_check(laws: dict, runs: pd.DataFrame) -> dict | None:
     losses = check.sort_values("seed")["loss"].to_numpy(float)
     n, mean = len(losses), float(losses.mean())
     sd = float(losses.std(ddof=1)) if n > 1 else float("nan")
-    half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
+    ci = t_interval(losses)
     seeds = [int(s) for s in check.sort_values("seed")["seed"]]
     out = {"seeds": seeds, "losses": losses.tolist(), "mean": mean, "sd": _num(sd),
-           "ci": [_num(mean - half), _num(mean + half)], "eval_se": float(check["se"].mean())}  # fmt: skip
+           "ci": [_num(v) for v in ci], "eval_se": float(check["se"].mean())}  # fmt: skip
     pred = laws["check"]["pick"]["predicted"]
     if not pred["identified"]:
         return out | {"verdict": "no prediction to test (not identified); the measured loss is descriptive"}

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from raybio.analysis.estimates import t_interval
+
 ALPHA = 0.05
 MIN_SEEDS = 5
 
@@ -73,13 +75,13 @@ def paired_verdict(
         label = f"not tested ({not_tested})" if not_tested else "one seed: no verdict"
         return Verdict(label, n, mean, nan, nan, nan, nan, nan)
     sd = diff.std(ddof=1)
-    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * sd / np.sqrt(n)
+    low, high = t_interval(diff, level=1 - ALPHA)
     p_t = float(stats.ttest_1samp(diff, 0.0).pvalue) if sd > 0 else (0.0 if mean != 0 else 1.0)
     p_w = float(stats.wilcoxon(diff, method="exact").pvalue) if np.any(diff != 0) else 1.0
     pooled = np.sqrt((t.var(ddof=1) + b.var(ddof=1)) / 2)
     effect_sd = mean / pooled if pooled > 0 else float("nan")
     label = label_for(mean, p_t, n, expected, not_tested)
-    return Verdict(label, n, mean, mean - half, mean + half, p_t, p_w, effect_sd)
+    return Verdict(label, n, mean, low, high, p_t, p_w, effect_sd)
 
 
 def label_for(mean_diff: float, p: float, n: int, expected: str, not_tested: str | None = None) -> str:
